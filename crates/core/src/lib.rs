@@ -1,0 +1,22 @@
+//! Shoal's shared vocabulary: the types every other crate speaks.
+//!
+//! * [`Digest`]: an OCI content digest (`sha256:<hex>` or `sha512:<hex>`), parsed and validated
+//!   once at the edge; [`DigestHasher`] verifies content against one with its own algorithm.
+//! * [`PieceLayout`] and [`PieceIndex`]: how a blob is cut into pieces (4 MiB by default). A
+//!   `PieceIndex` can only be obtained from a layout, so it is always in range for that layout.
+//! * [`MetaInfo`] and [`InfoHash`]: the torrent description of a blob (its digest, length, piece
+//!   length and the SHA-256 of every piece) with a stable, versioned binary encoding.
+//! * [`RepoName`] and [`Tag`]: repository names and tags per the OCI distribution spec grammar.
+//!
+//! This crate is **not** a place for I/O, async code or service configuration: it has no
+//! sockets, files, clocks or runtimes, so the simulator and every service can share it.
+
+mod digest;
+mod metainfo;
+mod name;
+mod piece;
+
+pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
+pub use metainfo::{InfoHash, MetaInfo, MetaInfoBuilder, MetaInfoError};
+pub use name::{NameError, RepoName, Tag};
+pub use piece::{DEFAULT_PIECE_LENGTH, PieceIndex, PieceLayout, PieceLayoutError};

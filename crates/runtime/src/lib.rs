@@ -1,0 +1,20 @@
+//! What every Shoal service binary needs, and nothing domain-specific.
+//!
+//! * [`config`]: load a TOML file into a service's config struct (unknown keys are errors).
+//! * [`telemetry`]: human or JSON logs through `tracing`.
+//! * [`metrics`] and [`admin`]: a per-service Prometheus registry and the `/health`,
+//!   `/readiness` and `/metrics` routes.
+//! * [`shutdown`]: SIGINT/SIGTERM → a `CancellationToken`, with a grace period to drain.
+//! * [`wait`]: waiting on a condition with a timeout, for tests and start-up probes.
+//!
+//! This crate knows nothing about blobs, peers or storage; services depend on it, never the
+//! reverse.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
+pub mod wait;
+
+pub use tokio_util::sync::CancellationToken;
