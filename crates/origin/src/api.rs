@@ -1,0 +1,321 @@
+//! The origin's HTTP API (`/v1/…`), documented in `docs/PROTOCOL.md`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use shoal_core::{Digest, RepoName};
+
+use crate::blobs::{self, Blobs};
+use crate::error::ApiError;
+use crate::range::{RangeRequest, parse_content_range, parse_range};
+use crate::sink::{self, SinkError};
+use crate::uploads::{UploadId, Uploads};
+
+/// The `Docker-Content-Digest` header, kept for compatibility with registry tooling.
+const DIGEST_HEADER: &str = "docker-content-digest";
+/// The upload id header on upload responses.
+const UPLOAD_ID_HEADER: &str = "upload-id";
+/// Content type of encoded metainfo.
+pub const METAINFO_CONTENT_TYPE: &str = "application/vnd.shoal.metainfo.v1";
+
+/// State shared by the handlers.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) blobs: Arc<Blobs>,
+    pub(crate) uploads: Uploads,
+}
+
+type S = State<Arc<AppState>>;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/namespace/{ns}/uploads", post(start_upload))
+        .route(
+            "/v1/namespace/{ns}/uploads/{id}",
+            get(upload_status)
+                .patch(upload_chunk)
+                .put(upload_commit)
+                .delete(upload_cancel),
+        )
+        .route(
+            "/v1/namespace/{ns}/blobs/{digest}",
+            get(blob_get).head(blob_head).put(blob_put),
+        )
+        .route(
+            "/v1/namespace/{ns}/blobs/{digest}/metainfo",
+            get(metainfo_get),
+        )
+        .with_state(state)
+}
+
+fn namespace(raw: &str) -> Result<RepoName, ApiError> {
+    raw.parse()
+        .map_err(|e| ApiError::NameInvalid(format!("{e}")))
+}
+
+fn digest(raw: &str) -> Result<Digest, ApiError> {
+    raw.parse()
+        .map_err(|e| ApiError::DigestInvalid(format!("{e}")))
+}
+
+/// Percent-encodes a namespace as one path segment.
+fn ns_segment(ns: &RepoName) -> String {
+    ns.as_str().replace('/', "%2F")
+}
+
+fn upload_location(ns: &RepoName, id: UploadId) -> String {
+    format!("/v1/namespace/{}/uploads/{id}", ns_segment(ns))
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// `Range: 0-<last>` as upload responses report progress (`0-0` when empty, as registries do).
+fn upload_progress_headers(resp: &mut Response, ns: &RepoName, id: UploadId, size: u64) {
+    let h = resp.headers_mut();
+    h.insert(header::LOCATION, header_value(&upload_location(ns, id)));
+    h.insert(UPLOAD_ID_HEADER, header_value(&id.to_string()));
+    h.insert(
+        header::RANGE,
+        header_value(&format!("0-{}", size.saturating_sub(1))),
+    );
+}
+
+async fn start_upload(State(st): S, Path(ns): Path<String>) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    st.blobs.check_writable(&ns)?;
+    let temp = st.blobs.create_temp().await?;
+    let id = st.uploads.start(ns.clone(), temp);
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    upload_progress_headers(&mut resp, &ns, id, 0);
+    Ok(resp)
+}
+
+async fn upload_status(
+    State(st): S,
+    Path((ns, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let id: UploadId = id.parse()?;
+    let size = st.uploads.size(id, &ns)?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    upload_progress_headers(&mut resp, &ns, id, size);
+    Ok(resp)
+}
+
+async fn upload_chunk(
+    State(st): S,
+    Path((ns, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let id: UploadId = id.parse()?;
+    let range = match headers.get(header::CONTENT_RANGE) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(parse_content_range)
+                .ok_or_else(|| ApiError::UploadInvalid("malformed Content-Range".into()))?,
+        ),
+    };
+    let content_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut checkout = st.uploads.checkout(id, &ns)?;
+    let start = checkout.temp.len();
+    if let Some(r) = &range {
+        let problem = if r.start != start {
+            Some(ApiError::ChunkOutOfOrder {
+                expected: start,
+                got: r.start,
+            })
+        } else if content_length.is_some_and(|n| n != r.end - r.start) {
+            Some(ApiError::UploadInvalid(
+                "Content-Range and Content-Length disagree".into(),
+            ))
+        } else {
+            None
+        };
+        if let Some(e) = problem {
+            st.uploads.checkin(checkout);
+            return Err(e);
+        }
+    }
+    let (temp, result) = sink::append(checkout.temp, body.into_data_stream()).await;
+    let Some(temp) = temp else {
+        st.uploads.remove(id);
+        return Err(result.err().map_or_else(
+            || ApiError::Internal("upload lost".into()),
+            |e| ApiError::Internal(e.to_string()),
+        ));
+    };
+    let size = temp.len();
+    checkout.temp = temp;
+    st.uploads.checkin(checkout);
+    if let Err(SinkError::Source(e)) = result {
+        return Err(ApiError::UploadInvalid(format!("reading chunk: {e}")));
+    }
+    if let Some(r) = range
+        && size - start != r.end - r.start
+    {
+        return Err(ApiError::UploadInvalid(format!(
+            "Content-Range announced {} bytes, body had {}",
+            r.end - r.start,
+            size - start
+        )));
+    }
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    upload_progress_headers(&mut resp, &ns, id, size);
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+struct CommitQuery {
+    digest: Option<String>,
+}
+
+async fn upload_commit(
+    State(st): S,
+    Path((ns, id)): Path<(String, String)>,
+    Query(q): Query<CommitQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let id: UploadId = id.parse()?;
+    let raw = q
+        .digest
+        .ok_or_else(|| ApiError::DigestInvalid("the digest query parameter is required".into()))?;
+    let d = digest(&raw)?;
+    let checkout = st.uploads.checkout(id, &ns)?;
+    let (temp, result) = sink::append(checkout.temp, body.into_data_stream()).await;
+    // Whatever happens next, this upload is over: the commit consumes its data.
+    st.uploads.remove(id);
+    let temp = match (temp, result) {
+        (Some(temp), Ok(())) => temp,
+        (_, Err(e @ SinkError::Source(_))) => {
+            return Err(ApiError::UploadInvalid(format!("reading final chunk: {e}")));
+        }
+        (_, Err(e)) => return Err(ApiError::Internal(e.to_string())),
+        (None, Ok(())) => return Err(ApiError::Internal("upload lost".into())),
+    };
+    let size = st.blobs.commit_upload(&ns, temp, &d).await?;
+    tracing::info!(namespace = %ns, digest = %d, size, "upload committed");
+    Ok(created(&ns, &d))
+}
+
+async fn upload_cancel(
+    State(st): S,
+    Path((ns, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ns = namespace(&ns)?;
+    st.uploads.cancel(id.parse()?, &ns)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn created(ns: &RepoName, d: &Digest) -> Response {
+    let mut resp = StatusCode::CREATED.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::LOCATION,
+        header_value(&format!("/v1/namespace/{}/blobs/{d}", ns_segment(ns))),
+    );
+    h.insert(DIGEST_HEADER, header_value(&d.to_string()));
+    resp
+}
+
+async fn blob_put(
+    State(st): S,
+    Path((ns, d)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let d = digest(&d)?;
+    st.blobs.check_writable(&ns)?;
+    let temp = st.blobs.create_temp().await?;
+    let (temp, result) = sink::append(temp, body.into_data_stream()).await;
+    let temp = match (temp, result) {
+        (Some(temp), Ok(())) => temp,
+        (_, Err(e @ SinkError::Source(_))) => {
+            return Err(ApiError::UploadInvalid(format!("reading body: {e}")));
+        }
+        (_, Err(e)) => return Err(ApiError::Internal(e.to_string())),
+        (None, Ok(())) => return Err(ApiError::Internal("upload lost".into())),
+    };
+    let size = st.blobs.commit_upload(&ns, temp, &d).await?;
+    tracing::info!(namespace = %ns, digest = %d, size, "blob uploaded");
+    Ok(created(&ns, &d))
+}
+
+fn blob_headers(resp: &mut Response, d: &Digest, len: u64) {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(DIGEST_HEADER, header_value(&d.to_string()));
+    h.insert(header::ETAG, header_value(&format!("\"{d}\"")));
+}
+
+async fn blob_head(
+    State(st): S,
+    Path((ns, d)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let d = digest(&d)?;
+    let size = st.blobs.stat(&ns, &d).await?;
+    let mut resp = StatusCode::OK.into_response();
+    blob_headers(&mut resp, &d, size);
+    Ok(resp)
+}
+
+async fn blob_get(
+    State(st): S,
+    Path((ns, d)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let d = digest(&d)?;
+    let reader = st.blobs.open(&ns, &d).await?;
+    let size = reader.size();
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let request = parse_range(range_header, size).map_err(|_| ApiError::RangeInvalid { size })?;
+    let (status, range) = match request {
+        RangeRequest::Full => (StatusCode::OK, 0..size),
+        RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, r),
+    };
+    let mut resp = Response::new(Body::from_stream(blobs::chunks(reader, range.clone())));
+    *resp.status_mut() = status;
+    blob_headers(&mut resp, &d, range.end - range.start);
+    if status == StatusCode::PARTIAL_CONTENT {
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            header_value(&format!("bytes {}-{}/{size}", range.start, range.end - 1)),
+        );
+    }
+    Ok(resp)
+}
+
+async fn metainfo_get(
+    State(st): S,
+    Path((ns, d)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&ns)?;
+    let d = digest(&d)?;
+    let meta = st.blobs.metainfo(&ns, &d).await?;
+    Ok((
+        [(header::CONTENT_TYPE, METAINFO_CONTENT_TYPE)],
+        meta.encode(),
+    )
+        .into_response())
+}

@@ -1,0 +1,178 @@
+//! The origin's configuration file (`shoal-origin --config origin.toml`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use shoal_backend::RouteConfig;
+use shoal_runtime::telemetry::LogConfig;
+
+/// Everything an origin needs to run. Every field has a default, so an empty file (or no file)
+/// is a valid configuration: one origin on `0.0.0.0:7100` with a filesystem backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OriginConfig {
+    /// Address of the HTTP API, health and metrics. Default `0.0.0.0:7100`; port 0 picks a
+    /// free port.
+    pub listen: SocketAddr,
+    /// Where the origin keeps its blob cache, uploads in progress and write-back queue.
+    /// Default `/var/lib/shoal/origin`.
+    pub data_dir: PathBuf,
+    /// Piece length of the metainfo generated for blobs, in bytes. Default 4 MiB.
+    pub piece_length: u32,
+    /// The local blob cache.
+    pub store: StoreSection,
+    /// Namespace → backend routes, first match wins. Default (empty list): every namespace
+    /// goes to a filesystem backend under `<data_dir>/backend`.
+    pub backends: Vec<RouteConfig>,
+    /// Write-back of committed uploads to the backends.
+    pub writeback: WritebackConfig,
+    /// Uploads in progress.
+    pub uploads: UploadsConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// How long in-flight requests get to finish after a shutdown signal. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7100)),
+            data_dir: PathBuf::from("/var/lib/shoal/origin"),
+            piece_length: shoal_core::DEFAULT_PIECE_LENGTH,
+            store: StoreSection::default(),
+            backends: Vec::new(),
+            writeback: WritebackConfig::default(),
+            uploads: UploadsConfig::default(),
+            log: LogConfig::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The `[store]` section: capacity of the local blob cache.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Bytes of blobs the cache may hold. Default 100 GiB.
+    pub capacity_bytes: u64,
+    /// Eviction starts above this fraction of capacity. Default 0.9.
+    pub high_watermark: f64,
+    /// Eviction stops at this fraction of capacity. Default 0.8.
+    pub low_watermark: f64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let d = shoal_store::StoreConfig::default();
+        Self {
+            capacity_bytes: d.capacity_bytes,
+            high_watermark: d.high_watermark,
+            low_watermark: d.low_watermark,
+        }
+    }
+}
+
+impl From<StoreSection> for shoal_store::StoreConfig {
+    fn from(s: StoreSection) -> Self {
+        Self {
+            capacity_bytes: s.capacity_bytes,
+            high_watermark: s.high_watermark,
+            low_watermark: s.low_watermark,
+        }
+    }
+}
+
+/// The `[writeback]` section.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WritebackConfig {
+    /// Blobs written back concurrently. Default 4.
+    pub concurrency: usize,
+    /// Delay before the first retry of a failed write-back; doubles per failure. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest delay between retries. Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for WritebackConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The `[uploads]` section.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// An upload with no request for this long is abandoned and its data deleted. Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults_and_unknown_keys_fail() {
+        let c: OriginConfig = shoal_runtime::config::parse("").unwrap();
+        assert_eq!(c.listen.port(), 7100);
+        assert_eq!(c.piece_length, 4 << 20);
+        assert!(c.backends.is_empty());
+        let err = shoal_runtime::config::parse::<OriginConfig>("[store]\ncapacity = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("capacity"), "{err}");
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c: OriginConfig = shoal_runtime::config::parse(
+            r#"
+listen = "127.0.0.1:0"
+data_dir = "/tmp/x"
+piece_length = 1048576
+shutdown_grace = "5s"
+[store]
+capacity_bytes = 1000
+high_watermark = 0.95
+low_watermark = 0.7
+[writeback]
+concurrency = 2
+initial_backoff = "100ms"
+max_backoff = "10s"
+[uploads]
+idle_timeout = "10m"
+[log]
+format = "json"
+filter = "debug"
+[[backends]]
+namespace = "library/.*"
+kind = "filesystem"
+root = "/tmp/backend"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.writeback.initial_backoff, Duration::from_millis(100));
+        assert_eq!(c.backends.len(), 1);
+        assert_eq!(c.store.capacity_bytes, 1000);
+    }
+}

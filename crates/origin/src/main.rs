@@ -1,0 +1,42 @@
+//! `shoal-origin`: parse flags, load config, run [`shoal_origin::Origin`] until signalled.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use shoal_origin::{Origin, OriginConfig};
+use shoal_runtime::{config, shutdown, telemetry};
+
+/// Shoal origin: content-addressed blob storage with durable write-back.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// TOML config file; without one, every setting has its documented default.
+    #[arg(long, env = "SHOAL_ORIGIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address for the API, /health and /metrics (overrides `listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (overrides `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config: OriginConfig = match config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return shutdown::usage_error(e),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    telemetry::init(&config.log);
+    shutdown::run_until_signal(config.shutdown_grace, |token| async move {
+        Origin::bind(config).await?.run(token).await
+    })
+}
