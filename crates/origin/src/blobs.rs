@@ -55,7 +55,6 @@ impl Blobs {
             metainfos: SingleFlight::default(),
             metrics,
         });
-        this.refresh_store_metrics();
         this
     }
 
@@ -160,7 +159,6 @@ impl Blobs {
                 }
                 e => e.into(),
             })?;
-        self.refresh_store_metrics();
         Ok(size)
     }
 
@@ -186,14 +184,24 @@ impl Blobs {
         );
         let size = blocking(move || -> Result<u64, ApiError> {
             let verified = store.verify(temp, &d)?;
-            writeback
+            let created = writeback
                 .enqueue(&ns, &d)
                 .map_err(|e| ApiError::Internal(format!("recording write-back: {e}")))?;
-            Ok(store.publish(verified)?)
+            match store.publish(verified) {
+                Ok(size) => {
+                    writeback.activate(&ns, &d);
+                    Ok(size)
+                }
+                Err(e) => {
+                    if created {
+                        writeback.abandon(&ns, &d);
+                    }
+                    Err(e.into())
+                }
+            }
         })
         .await??;
         self.metrics.commits.inc();
-        self.refresh_store_metrics();
         if self.store.read_metainfo(digest).is_none() {
             self.spawn_metainfo(*digest);
         }
@@ -263,12 +271,12 @@ impl Blobs {
             .unwrap_or_else(|| Err(ApiError::Internal("metainfo task died".into())))
     }
 
-    /// Updates the store gauges (after anything that adds or evicts blobs).
-    pub(crate) fn refresh_store_metrics(&self) {
-        let s = self.store.stats();
-        self.metrics.store_bytes.set(s.bytes as i64);
-        self.metrics.store_blobs.set(s.blobs as i64);
-        self.metrics.evictions.set(s.evictions as i64);
+    /// Copies the store's usage into the gauges (run before every scrape).
+    pub(crate) fn refresh_store_metrics(store: &BlobStore, metrics: &BlobMetrics) {
+        let s = store.stats();
+        metrics.store_bytes.set(s.bytes as i64);
+        metrics.store_blobs.set(s.blobs as i64);
+        metrics.evictions.set(s.evictions as i64);
     }
 }
 

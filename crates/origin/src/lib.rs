@@ -162,6 +162,10 @@ impl Origin {
             wb_metrics,
         )
         .map_err(StartError::Writeback)?;
+        {
+            let (store, m) = (store.clone(), blob_metrics.clone());
+            metrics.on_scrape(move || blobs::Blobs::refresh_store_metrics(&store, &m));
+        }
         let blobs = blobs::Blobs::new(
             store,
             backends,

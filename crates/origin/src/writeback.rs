@@ -46,7 +46,8 @@ impl Task {
 
 #[derive(Debug)]
 struct Pending {
-    due: Instant,
+    /// When to (re)try; `None` until [`Writeback::activate`] (the blob is not published yet).
+    due: Option<Instant>,
     attempts: u32,
     running: bool,
 }
@@ -101,11 +102,16 @@ impl Writeback {
                 let _ = fs::remove_file(&path);
                 continue;
             };
+            // Tasks are addressed by their canonical file name from now on.
+            let canonical = dir.join(task.file_name());
+            if path != canonical {
+                fs::rename(&path, &canonical)?;
+            }
             store.pin(&task.digest);
             tasks.insert(
                 task,
                 Pending {
-                    due: Instant::now(),
+                    due: Some(Instant::now()),
                     attempts: 0,
                     running: false,
                 },
@@ -129,14 +135,16 @@ impl Writeback {
     }
 
     /// Durably records that `digest` must be written back for `namespace` and pins the blob.
-    /// Blocking (file I/O and fsync). Idempotent.
-    pub(crate) fn enqueue(&self, namespace: &RepoName, digest: &Digest) -> std::io::Result<()> {
+    /// The task runs only after [`Self::activate`], once the blob is published; a task whose
+    /// blob never got published (a crash in between) is dropped when it runs after a restart.
+    /// Blocking (file I/O and fsync). Returns false if the task already existed.
+    pub(crate) fn enqueue(&self, namespace: &RepoName, digest: &Digest) -> std::io::Result<bool> {
         let task = Task {
             namespace: namespace.clone(),
             digest: *digest,
         };
         if self.inner.tasks.lock().contains_key(&task) {
-            return Ok(());
+            return Ok(false);
         }
         let path = self.inner.dir.join(task.file_name());
         let tmp = path.with_extension("tmp");
@@ -149,23 +157,46 @@ impl Writeback {
         fs::rename(&tmp, &path)?;
         fs::File::open(&self.inner.dir)?.sync_all()?;
         let mut tasks = self.inner.tasks.lock();
-        if tasks
-            .insert(
+        let created = !tasks.contains_key(&task);
+        if created {
+            tasks.insert(
                 task,
                 Pending {
-                    due: Instant::now(),
+                    due: None,
                     attempts: 0,
                     running: false,
                 },
-            )
-            .is_none()
-        {
+            );
             self.inner.store.pin(digest);
         }
         self.inner.metrics.depth.set(tasks.len() as i64);
-        drop(tasks);
+        Ok(created)
+    }
+
+    /// Lets an enqueued task run now that its blob is published.
+    pub(crate) fn activate(&self, namespace: &RepoName, digest: &Digest) {
+        let task = Task {
+            namespace: namespace.clone(),
+            digest: *digest,
+        };
+        if let Some(p) = self.inner.tasks.lock().get_mut(&task) {
+            p.due.get_or_insert_with(Instant::now);
+        }
         self.inner.wake.notify_one();
-        Ok(())
+    }
+
+    /// Forgets a task created by [`Self::enqueue`] whose blob could not be published.
+    pub(crate) fn abandon(&self, namespace: &RepoName, digest: &Digest) {
+        let task = Task {
+            namespace: namespace.clone(),
+            digest: *digest,
+        };
+        let mut tasks = self.inner.tasks.lock();
+        if tasks.remove(&task).is_some() {
+            let _ = fs::remove_file(self.inner.dir.join(task.file_name()));
+            self.inner.store.unpin(digest);
+        }
+        self.inner.metrics.depth.set(tasks.len() as i64);
     }
 
     /// Tasks not yet completed.
@@ -205,11 +236,12 @@ impl Writeback {
         let mut ready = Vec::new();
         let mut next_due: Option<Instant> = None;
         for (task, p) in tasks.iter_mut().filter(|(_, p)| !p.running) {
-            if p.due <= now && ready.len() < room {
+            let Some(due) = p.due else { continue };
+            if due <= now && ready.len() < room {
                 p.running = true;
                 ready.push(task.clone());
-            } else if p.due > now {
-                next_due = Some(next_due.map_or(p.due, |n| n.min(p.due)));
+            } else if due > now {
+                next_due = Some(next_due.map_or(due, |n| n.min(due)));
             }
         }
         (ready, next_due)
@@ -273,7 +305,7 @@ impl Writeback {
             p.running = false;
             p.attempts += 1;
             let backoff = backoff(&self.inner.config, p.attempts);
-            p.due = Instant::now() + backoff;
+            p.due = Some(Instant::now() + backoff);
             self.inner.metrics.failures.inc();
             if let Err(e) = &result {
                 tracing::warn!(

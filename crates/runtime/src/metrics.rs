@@ -9,10 +9,13 @@ use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::{Metric, Registry};
 
+type Hook = Box<dyn Fn() + Send + Sync>;
+
 /// A shared handle to a service's metric registry.
 #[derive(Clone, Default)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    hooks: Arc<Mutex<Vec<Hook>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -26,6 +29,7 @@ impl Metrics {
     pub fn new(prefix: &str) -> Self {
         Self {
             registry: Arc::new(Mutex::new(Registry::with_prefix(prefix))),
+            hooks: Arc::default(),
         }
     }
 
@@ -35,8 +39,17 @@ impl Metrics {
         metric
     }
 
+    /// Runs `hook` before every [`Self::encode`], to refresh gauges that mirror state kept
+    /// elsewhere (e.g. bytes in a cache). Hooks must be quick and must not block.
+    pub fn on_scrape(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.hooks.lock().push(Box::new(hook));
+    }
+
     /// The registry in the Prometheus/OpenMetrics text format.
     pub fn encode(&self) -> String {
+        for hook in self.hooks.lock().iter() {
+            hook();
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry.lock()).expect("writing to a String cannot fail");
         out
@@ -54,8 +67,12 @@ mod tests {
         let m = Metrics::new("shoal_test");
         let c = m.register("things", "Things seen", Counter::<u64>::default());
         c.inc_by(3);
+        let hooked = c.clone();
+        m.on_scrape(move || {
+            hooked.inc();
+        });
         let text = m.encode();
-        assert!(text.contains("shoal_test_things_total 3"), "{text}");
+        assert!(text.contains("shoal_test_things_total 4"), "{text}");
         assert!(
             text.contains("# HELP shoal_test_things Things seen"),
             "{text}"

@@ -28,6 +28,8 @@ pub(crate) struct Index {
     bytes: u64,
     evictions: u64,
     seq: u64,
+    /// Set when usage passed the high watermark; cleared once it is back under the low one.
+    draining: bool,
 }
 
 impl Index {
@@ -67,6 +69,14 @@ impl Index {
             }
         }
         Ok(index)
+    }
+
+    pub(crate) fn draining(&self) -> bool {
+        self.draining
+    }
+
+    pub(crate) fn set_draining(&mut self, on: bool) {
+        self.draining = on;
     }
 
     pub(crate) fn len(&self) -> usize {

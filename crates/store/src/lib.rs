@@ -175,24 +175,45 @@ impl BlobStore {
         TempBlob::create(&self.inner.tmp_dir)
     }
 
-    /// Verifies `temp` against `expected` and makes it visible as that blob. On a mismatch the
-    /// temporary file is deleted and nothing is stored. Committing a blob that already exists
-    /// is a no-op that succeeds. May evict other blobs to stay under the high watermark.
+    /// Verifies `temp` against `expected` and makes it visible as that blob: [`Self::verify`]
+    /// then [`Self::publish`].
     pub fn commit(&self, temp: TempBlob, expected: &Digest) -> Result<u64, StoreError> {
+        let verified = self.verify(temp, expected)?;
+        self.publish(verified)
+    }
+
+    /// Checks `temp`'s content against `expected`. On a mismatch the temporary file is deleted
+    /// and nothing is stored. The verified blob is not visible until [`Self::publish`]; if it
+    /// is dropped instead, its file is deleted.
+    pub fn verify(&self, temp: TempBlob, expected: &Digest) -> Result<VerifiedBlob, StoreError> {
         let (file, path, size) = temp.verify(expected)?;
-        let dest = self.blob_path(expected);
-        if self.inner.index.lock().contains(expected) && dest.exists() {
-            drop(file);
-            let _ = fs::remove_file(&path);
+        Ok(VerifiedBlob {
+            file: Some(file),
+            path,
+            size,
+            digest: *expected,
+        })
+    }
+
+    /// Makes a verified blob visible: fsync, atomic rename, directory fsync. Publishing a
+    /// blob that already exists succeeds without rewriting it. May evict other blobs to stay
+    /// under the high watermark.
+    pub fn publish(&self, mut verified: VerifiedBlob) -> Result<u64, StoreError> {
+        let digest = verified.digest;
+        let size = verified.size;
+        let dest = self.blob_path(&digest);
+        let file = verified.file.take().expect("file present until published");
+        if self.inner.index.lock().contains(&digest) && dest.exists() {
             return Ok(size);
         }
         file.sync_all().map_err(io_err("syncing blob"))?;
         drop(file);
         let parent = dest.parent().expect("blob paths have a parent");
         fs::create_dir_all(parent).map_err(io_err("creating blob dir"))?;
-        fs::rename(&path, &dest).map_err(io_err("renaming blob into place"))?;
+        fs::rename(&verified.path, &dest).map_err(io_err("renaming blob into place"))?;
+        verified.path = PathBuf::new();
         sync_dir(parent)?;
-        self.inner.index.lock().insert(*expected, size, now_ms());
+        self.inner.index.lock().insert(digest, size, now_ms());
         self.evict_if_needed();
         Ok(size)
     }
@@ -276,20 +297,29 @@ impl BlobStore {
         self.inner.index.lock().stats()
     }
 
-    /// Evicts least recently used unpinned blobs while usage is above the high watermark,
-    /// down to the low watermark. Returns how many blobs were removed.
+    /// Evicts least recently used unpinned blobs once usage passes the high watermark, down to
+    /// the low watermark. If pins stop it short of the low watermark, it stays in that mode and
+    /// carries on as blobs are unpinned (hysteresis), rather than waiting for the next time
+    /// usage crosses the high watermark. Returns how many blobs were removed.
     pub fn evict_if_needed(&self) -> usize {
         let config = self.inner.config;
         let high = (config.capacity_bytes as f64 * config.high_watermark) as u64;
         let low = (config.capacity_bytes as f64 * config.low_watermark) as u64;
         let victims = {
             let mut index = self.inner.index.lock();
-            if index.bytes() <= high {
+            if index.bytes() > high {
+                index.set_draining(true);
+            }
+            if !index.draining() {
                 return 0;
             }
-            index.take_lru_until(low)
+            let victims = index.take_lru_until(low);
+            if index.bytes() <= low {
+                index.set_draining(false);
+            }
+            victims
         };
-        if victims.is_empty() {
+        if victims.is_empty() && self.inner.index.lock().bytes() > high {
             tracing::warn!(
                 capacity = config.capacity_bytes,
                 "blob store over its high watermark but every blob is pinned"
@@ -326,6 +356,37 @@ impl BlobStore {
             .join(&hex[0..2])
             .join(&hex[2..4])
             .join(hex)
+    }
+}
+
+/// Content that matched its digest, waiting for [`BlobStore::publish`]. Dropping it deletes
+/// the file.
+#[derive(Debug)]
+pub struct VerifiedBlob {
+    file: Option<fs::File>,
+    path: PathBuf,
+    size: u64,
+    digest: Digest,
+}
+
+impl VerifiedBlob {
+    /// The verified size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The verified digest.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+}
+
+impl Drop for VerifiedBlob {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            drop(self.file.take());
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -251,3 +251,10 @@ pub async fn wait_ready(base: &str) {
     .await
     .unwrap();
 }
+
+pub fn init_logs() {
+    shoal_runtime::telemetry::init(&shoal_runtime::telemetry::LogConfig {
+        format: shoal_runtime::telemetry::LogFormat::Human,
+        filter: "debug,hyper=info,reqwest=info".into(),
+    });
+}
