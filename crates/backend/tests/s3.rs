@@ -6,88 +6,20 @@
 
 mod conformance;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
 use conformance::{body, key, ns};
 use shoal_backend::{Backend, BackendError, ObjectStoreBackend, S3Config};
 
-/// Kills the server when the test ends, however it ends.
-struct Moto {
-    child: Child,
-    port: u16,
-}
+use std::time::{Duration, Instant};
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use shoal_testkit::Moto;
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Starts moto and waits until it answers; `None` if skipped.
 async fn start_moto() -> Option<Moto> {
-    let port = free_port();
-    let child = match Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) if std::env::var_os("SHOAL_SKIP_S3").is_some_and(|v| v == "1") => {
-            eprintln!("skipping S3 test: cannot run moto_server ({e}) and SHOAL_SKIP_S3=1");
-            return None;
-        }
-        Err(e) => panic!(
-            "cannot run moto_server ({e}): install it with `pip install 'moto[server]'` \
-             or set SHOAL_SKIP_S3=1 to skip the S3 tests"
-        ),
-    };
-    let mut moto = Moto { child, port };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(status)) = moto.child.try_wait() {
-            panic!("moto_server exited early with {status}");
-        }
-        let probe = client
-            .get(format!("http://127.0.0.1:{port}/"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
-        if probe.is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not answer within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    moto.port = port;
-    Some(moto)
+    Moto::start().await
 }
 
-async fn create_bucket(port: u16, bucket: &str) {
-    let response = reqwest::Client::new()
-        .put(format!("http://127.0.0.1:{port}/{bucket}"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "create bucket: {}",
-        response.status()
-    );
+async fn create_bucket(moto: &Moto, bucket: &str) {
+    moto.create_bucket(bucket).await;
 }
 
 fn config(port: u16, bucket: &str, prefix: Option<&str>) -> S3Config {
@@ -111,14 +43,14 @@ async fn conformance_against_moto() {
     let Some(moto) = start_moto().await else {
         return;
     };
-    create_bucket(moto.port, "shoal").await;
+    create_bucket(&moto, "shoal").await;
 
-    let backend = ObjectStoreBackend::s3(&config(moto.port, "shoal", Some("root/dir"))).unwrap();
+    let backend = ObjectStoreBackend::s3(&config(moto.port(), "shoal", Some("root/dir"))).unwrap();
     conformance::run_all(&backend, 12 << 20).await;
 
     // Keys are relative to the configured prefix: the same objects seen from the bucket's top
     // level carry it, and a sibling prefix does not see them.
-    let top = ObjectStoreBackend::s3(&config(moto.port, "shoal", None)).unwrap();
+    let top = ObjectStoreBackend::s3(&config(moto.port(), "shoal", None)).unwrap();
     let k = key("prefixed", "obj");
     backend
         .put(&ns(), &k, 2, body(&Bytes::from_static(b"hi"), 1))
@@ -132,7 +64,7 @@ async fn conformance_against_moto() {
         conformance::list_all(&backend, "prefixed/", 10).await,
         ["prefixed/obj"]
     );
-    let sibling = ObjectStoreBackend::s3(&config(moto.port, "shoal", Some("root/di"))).unwrap();
+    let sibling = ObjectStoreBackend::s3(&config(moto.port(), "shoal", Some("root/di"))).unwrap();
     assert!(conformance::list_all(&sibling, "", 10).await.is_empty());
     assert!(matches!(
         sibling.stat(&ns(), &k).await,
@@ -140,7 +72,7 @@ async fn conformance_against_moto() {
     ));
 
     // The refused multipart uploads of the conformance run were aborted, not left behind.
-    assert_eq!(in_progress_uploads(moto.port, "shoal").await, 0);
+    assert_eq!(in_progress_uploads(moto.port(), "shoal").await, 0);
 }
 
 /// Multipart uploads in progress in `bucket`, from S3's ListMultipartUploads.
@@ -159,8 +91,8 @@ async fn cancelled_multipart_upload_is_aborted() {
     let Some(moto) = start_moto().await else {
         return;
     };
-    create_bucket(moto.port, "cancel").await;
-    let backend = ObjectStoreBackend::s3(&config(moto.port, "cancel", None)).unwrap();
+    create_bucket(&moto, "cancel").await;
+    let backend = ObjectStoreBackend::s3(&config(moto.port(), "cancel", None)).unwrap();
 
     // A body that delivers 9 MiB (more than one part) and then stalls forever.
     let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
@@ -181,12 +113,12 @@ async fn cancelled_multipart_upload_is_aborted() {
             .await
     });
     sent_rx.await.unwrap();
-    assert_eq!(in_progress_uploads(moto.port, "cancel").await, 1);
+    assert_eq!(in_progress_uploads(moto.port(), "cancel").await, 1);
     put.abort();
     assert!(put.await.unwrap_err().is_cancelled());
 
     let deadline = Instant::now() + Duration::from_secs(20);
-    while in_progress_uploads(moto.port, "cancel").await != 0 {
+    while in_progress_uploads(moto.port(), "cancel").await != 0 {
         assert!(
             Instant::now() < deadline,
             "cancelled upload was not aborted"
@@ -200,7 +132,7 @@ async fn missing_bucket_is_not_transient() {
     let Some(moto) = start_moto().await else {
         return;
     };
-    let backend = ObjectStoreBackend::s3(&config(moto.port, "no-such-bucket", None)).unwrap();
+    let backend = ObjectStoreBackend::s3(&config(moto.port(), "no-such-bucket", None)).unwrap();
     let err = backend
         .put(&ns(), &key("x", "y"), 1, body(&Bytes::from_static(b"x"), 1))
         .await
@@ -211,7 +143,7 @@ async fn missing_bucket_is_not_transient() {
 #[tokio::test]
 async fn connection_refused_is_transient() {
     // Nothing listens on a port we just released.
-    let port = free_port();
+    let port = shoal_testkit::free_port();
     let backend = ObjectStoreBackend::s3(&config(port, "shoal", None)).unwrap();
     let small = conformance::data(1000, 1);
     let err = backend

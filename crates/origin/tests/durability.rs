@@ -28,9 +28,14 @@ async fn eviction_respects_watermarks_and_pending_writebacks() {
         digests.push(origin.put_blob("a", b).await);
     }
     assert_eq!(origin.metric("shoal_origin_store_bytes").await, 1_200_000.0);
-    assert_eq!(origin.metric("shoal_origin_writeback_queue_depth").await, 4.0);
+    assert_eq!(
+        origin.metric("shoal_origin_writeback_queue_depth").await,
+        4.0
+    );
     origin
-        .wait_metric("shoal_origin_writeback_failures_total", "retries", |v| v >= 8.0)
+        .wait_metric("shoal_origin_writeback_failures_total", "retries", |v| {
+            v >= 8.0
+        })
         .await;
     assert_eq!(origin.metric("shoal_origin_store_evictions").await, 0.0);
 
@@ -38,15 +43,24 @@ async fn eviction_respects_watermarks_and_pending_writebacks() {
     // watermark (0.5 MB): three of the four blobs go, least recently used first.
     backend.fail_puts.store(false, Ordering::SeqCst);
     origin
-        .wait_metric("shoal_origin_writeback_queue_depth", "queue drained", |v| v == 0.0)
+        .wait_metric("shoal_origin_writeback_queue_depth", "queue drained", |v| {
+            v == 0.0
+        })
         .await;
     origin
-        .wait_metric("shoal_origin_store_bytes", "evicted to low watermark", |v| v <= 500_000.0)
+        .wait_metric(
+            "shoal_origin_store_bytes",
+            "evicted to low watermark",
+            |v| v <= 500_000.0,
+        )
         .await;
     assert_eq!(origin.metric("shoal_origin_store_evictions").await, 3.0);
     for d in &digests {
         let key = ObjectKey::for_blob(d);
-        assert!(backend.inner.stat(&ns("a"), &key).await.is_ok(), "{d} written back");
+        assert!(
+            backend.inner.stat(&ns("a"), &key).await.is_ok(),
+            "{d} written back"
+        );
     }
     // Evicted blobs are still served: fetched back from the backend.
     for (d, b) in digests.iter().zip(&blobs) {
@@ -68,7 +82,11 @@ async fn writeback_queue_survives_restart() {
     let blob = data(200_000, 30);
     let d = origin.put_blob("team/app", &blob).await;
     origin
-        .wait_metric("shoal_origin_writeback_failures_total", "a failed attempt", |v| v >= 1.0)
+        .wait_metric(
+            "shoal_origin_writeback_failures_total",
+            "a failed attempt",
+            |v| v >= 1.0,
+        )
         .await;
     origin.stop().await;
     assert_eq!(count_files(&dir.path().join("origin/writeback")), 1);
@@ -77,10 +95,15 @@ async fn writeback_queue_survives_restart() {
     let up = Faulty::filesystem(backend_dir);
     let origin = TestOrigin::start_with(cfg, up.router()).await;
     origin
-        .wait_metric("shoal_origin_writeback_queue_depth", "queue drained", |v| v == 0.0)
+        .wait_metric("shoal_origin_writeback_queue_depth", "queue drained", |v| {
+            v == 0.0
+        })
         .await;
     let key = ObjectKey::for_blob(&d);
-    assert_eq!(up.inner.stat(&ns("team/app"), &key).await.unwrap().size, 200_000);
+    assert_eq!(
+        up.inner.stat(&ns("team/app"), &key).await.unwrap().size,
+        200_000
+    );
     assert_eq!(count_files(&dir.path().join("origin/writeback")), 0);
     origin.stop().await;
 }
@@ -103,7 +126,9 @@ async fn task_for_a_blob_that_never_landed_is_dropped_on_start() {
     let backend = Faulty::filesystem(dir.path().join("backend"));
     let origin = TestOrigin::start_with(config(&dir.path().join("origin")), backend.router()).await;
     origin
-        .wait_metric("shoal_origin_writeback_queue_depth", "queue empty", |v| v == 0.0)
+        .wait_metric("shoal_origin_writeback_queue_depth", "queue empty", |v| {
+            v == 0.0
+        })
         .await;
     assert_eq!(count_files(&wb), 0);
     assert_eq!(backend.puts.load(Ordering::SeqCst), 0);

@@ -16,7 +16,12 @@ async fn put_in_backend(backend: &Faulty, namespace: &str, blob: &[u8]) -> shoal
     let body = futures_util::stream::iter(vec![Ok(bytes::Bytes::copy_from_slice(blob))]).boxed();
     backend
         .inner
-        .put(&ns(namespace), &ObjectKey::for_blob(&d), blob.len() as u64, body)
+        .put(
+            &ns(namespace),
+            &ObjectKey::for_blob(&d),
+            blob.len() as u64,
+            body,
+        )
         .await
         .unwrap();
     d
@@ -37,8 +42,15 @@ async fn miss_fetches_from_backend_once_and_serves() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["content-length"], blob.len().to_string().as_str());
-    assert_eq!(backend.gets.load(Ordering::SeqCst), 0, "HEAD must not fetch");
+    assert_eq!(
+        resp.headers()["content-length"],
+        blob.len().to_string().as_str()
+    );
+    assert_eq!(
+        backend.gets.load(Ordering::SeqCst),
+        0,
+        "HEAD must not fetch"
+    );
 
     // Ten concurrent GETs while the backend is held: one fetch, ten identical answers.
     backend.hold_gets();
@@ -61,8 +73,15 @@ async fn miss_fetches_from_backend_once_and_serves() {
     for c in clients {
         assert_eq!(c.await.unwrap(), blob);
     }
-    assert_eq!(backend.gets.load(Ordering::SeqCst), 1, "one backend fetch for ten clients");
-    assert_eq!(origin.metric("shoal_origin_backend_fetches_total").await, 1.0);
+    assert_eq!(
+        backend.gets.load(Ordering::SeqCst),
+        1,
+        "one backend fetch for ten clients"
+    );
+    assert_eq!(
+        origin.metric("shoal_origin_backend_fetches_total").await,
+        1.0
+    );
 
     // Now cached: served without the backend, ranges too.
     let resp = reqwest::Client::new()
@@ -119,8 +138,16 @@ async fn corrupt_backend_content_is_not_served() {
     let resp = origin.get_blob("a", &claimed).await;
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(resp.text().await.unwrap().contains("corrupt"));
-    assert_eq!(common::count_files(&dir.path().join("origin/cache/blobs")), 0);
-    assert_eq!(origin.metric("shoal_origin_backend_fetch_failures_total").await, 1.0);
+    assert_eq!(
+        common::count_files(&dir.path().join("origin/cache/blobs")),
+        0
+    );
+    assert_eq!(
+        origin
+            .metric("shoal_origin_backend_fetch_failures_total")
+            .await,
+        1.0
+    );
     origin.stop().await;
 }
 
@@ -142,15 +169,44 @@ async fn unknown_blob_is_404_and_namespaces_route_to_their_backend() {
     let origin = TestOrigin::start_with(config(&dir.path().join("origin")), router).await;
     let blob = data(1000, 12);
     let d = put_in_backend(a.as_ref(), "team-a/app", &blob).await;
-    assert_eq!(origin.get_blob("team-b/app", &d).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(a.gets.load(Ordering::SeqCst), 0, "team-b is routed to b only");
-    assert_eq!(origin.get_blob("team-a/app", &d).await.bytes().await.unwrap(), blob);
+    assert_eq!(
+        origin.get_blob("team-b/app", &d).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        a.gets.load(Ordering::SeqCst),
+        0,
+        "team-b is routed to b only"
+    );
+    assert_eq!(
+        origin
+            .get_blob("team-a/app", &d)
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+        blob
+    );
     // An upload to team-b is written back to b, not a.
     let d2 = origin.put_blob("team-b/app", b"for b").await;
     origin
-        .wait_metric("shoal_origin_writeback_completed_total", "write-back", |v| v == 1.0)
+        .wait_metric(
+            "shoal_origin_writeback_completed_total",
+            "write-back",
+            |v| v == 1.0,
+        )
         .await;
-    assert!(b.inner.stat(&ns("team-b/app"), &ObjectKey::for_blob(&d2)).await.is_ok());
-    assert!(a.inner.stat(&ns("team-b/app"), &ObjectKey::for_blob(&d2)).await.is_err());
+    assert!(
+        b.inner
+            .stat(&ns("team-b/app"), &ObjectKey::for_blob(&d2))
+            .await
+            .is_ok()
+    );
+    assert!(
+        a.inner
+            .stat(&ns("team-b/app"), &ObjectKey::for_blob(&d2))
+            .await
+            .is_err()
+    );
     origin.stop().await;
 }

@@ -64,7 +64,11 @@ struct Blob {
 
 impl Blob {
     fn block(&self, i: u64) -> &Bytes {
-        if i == 0 { &self.first } else { &self.pool[(i % POOL as u64) as usize] }
+        if i == 0 {
+            &self.first
+        } else {
+            &self.pool[(i % POOL as u64) as usize]
+        }
     }
 
     /// The bytes `start..end` as cheap slices of the pattern blocks.
@@ -109,7 +113,10 @@ fn empty() -> Body {
 }
 
 fn stream_body(chunks: impl Iterator<Item = Bytes> + Send + Sync + 'static) -> Body {
-    StreamBody::new(futures_util::stream::iter(chunks.map(|b| Ok(Frame::data(b))))).boxed()
+    StreamBody::new(futures_util::stream::iter(
+        chunks.map(|b| Ok(Frame::data(b))),
+    ))
+    .boxed()
 }
 
 /// The origin child process and its data directory, both cleaned up on drop.
@@ -149,7 +156,10 @@ fn strip_ansi(s: &str) -> String {
 /// Starts the origin on 127.0.0.1:0; returns the guard and the bound address.
 fn start_origin(bin: &Path) -> anyhow::Result<(OriginProc, String)> {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
-    let dir = std::env::temp_dir().join(format!("shoal-origin-bench-{}-{nanos:x}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "shoal-origin-bench-{}-{nanos:x}",
+        std::process::id()
+    ));
     let mut guard = OriginProc { child: None, dir };
     std::fs::create_dir_all(&guard.dir).context("creating the data directory")?;
     let child = guard.child.insert(
@@ -175,7 +185,12 @@ fn start_origin(bin: &Path) -> anyhow::Result<(OriginProc, String)> {
                 && let Some(rest) = line.split_once("addr=").map(|(_, r)| r)
                 && let Some(tx) = tx.take()
             {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
             } else if line.contains("WARN") || line.contains("ERROR") {
                 eprintln!("origin: {line}");
             }
@@ -202,7 +217,10 @@ struct RssSampler {
 
 impl RssSampler {
     fn start(pid: u32) -> Self {
-        let (peak, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (peak, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
         let (p, s) = (Arc::clone(&peak), Arc::clone(&stop));
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
@@ -236,7 +254,9 @@ struct Client {
 
 impl Client {
     async fn connect(addr: &str) -> anyhow::Result<Self> {
-        let tcp = tokio::net::TcpStream::connect(addr).await.context("connecting")?;
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .context("connecting")?;
         tcp.set_nodelay(true)?;
         let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(async move {
@@ -244,7 +264,10 @@ impl Client {
                 eprintln!("connection to the origin failed: {e}");
             }
         });
-        Ok(Self { tx, host: addr.to_owned() })
+        Ok(Self {
+            tx,
+            host: addr.to_owned(),
+        })
     }
 
     async fn send(
@@ -254,12 +277,21 @@ impl Client {
         headers: &[(&str, String)],
         body: Body,
     ) -> anyhow::Result<Response<Incoming>> {
-        let mut req = Request::builder().method(method.clone()).uri(path).header(header::HOST, &self.host);
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(header::HOST, &self.host);
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        self.tx.ready().await.context("the connection to the origin closed")?;
-        self.tx.send_request(req.body(body)?).await.with_context(|| format!("{method} {path}"))
+        self.tx
+            .ready()
+            .await
+            .context("the connection to the origin closed")?;
+        self.tx
+            .send_request(req.body(body)?)
+            .await
+            .with_context(|| format!("{method} {path}"))
     }
 
     /// Sends, reads the whole (small) response body and returns status, headers and body.
@@ -271,7 +303,11 @@ impl Client {
         body: Body,
     ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
         let (parts, body) = self.send(method, path, headers, body).await?.into_parts();
-        Ok((parts.status, parts.headers, body.collect().await?.to_bytes()))
+        Ok((
+            parts.status,
+            parts.headers,
+            body.collect().await?.to_bytes(),
+        ))
     }
 
     async fn expect(
@@ -284,14 +320,20 @@ impl Client {
     ) -> anyhow::Result<HeaderMap> {
         let (status, h, body) = self.call(method.clone(), path, headers, body).await?;
         if status != want {
-            bail!("{method} {path}: {status}, expected {want}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "{method} {path}: {status}, expected {want}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         Ok(h)
     }
 }
 
 fn location(h: &HeaderMap) -> anyhow::Result<String> {
-    let loc = h.get(header::LOCATION).context("no Location header")?.to_str()?;
+    let loc = h
+        .get(header::LOCATION)
+        .context("no Location header")?
+        .to_str()?;
     let uri: Uri = loc.parse()?;
     Ok(uri.path_and_query().context("empty Location")?.to_string())
 }
@@ -304,15 +346,29 @@ async fn upload_monolithic(c: &mut Client, blob: &Blob, digest: &str) -> anyhow:
     let t = Instant::now();
     let len = [("content-length", blob.size.to_string())];
     let body = stream_body(blob.slices(0, blob.size));
-    c.expect(Method::PUT, &blob_path(digest), &len, body, StatusCode::CREATED).await?;
+    c.expect(
+        Method::PUT,
+        &blob_path(digest),
+        &len,
+        body,
+        StatusCode::CREATED,
+    )
+    .await?;
     Ok(t.elapsed())
 }
 
-async fn upload_chunked(c: &mut Client, blob: &Blob, digest: &str, chunk: u64) -> anyhow::Result<Duration> {
+async fn upload_chunked(
+    c: &mut Client,
+    blob: &Blob,
+    digest: &str,
+    chunk: u64,
+) -> anyhow::Result<Duration> {
     let zero = [("content-length", "0".to_owned())];
     let t = Instant::now();
     let path = format!("/v1/namespace/{NS}/uploads");
-    let h = c.expect(Method::POST, &path, &zero, empty(), StatusCode::ACCEPTED).await?;
+    let h = c
+        .expect(Method::POST, &path, &zero, empty(), StatusCode::ACCEPTED)
+        .await?;
     let mut loc = location(&h)?;
     let mut off = 0;
     while off < blob.size {
@@ -322,13 +378,16 @@ async fn upload_chunked(c: &mut Client, blob: &Blob, digest: &str, chunk: u64) -
             ("content-range", format!("{off}-{}", end - 1)),
         ];
         let body = stream_body(blob.slices(off, end));
-        let h = c.expect(Method::PATCH, &loc, &headers, body, StatusCode::ACCEPTED).await?;
+        let h = c
+            .expect(Method::PATCH, &loc, &headers, body, StatusCode::ACCEPTED)
+            .await?;
         loc = location(&h)?;
         off = end;
     }
     let sep = if loc.contains('?') { '&' } else { '?' };
     let commit = format!("{loc}{sep}digest={digest}");
-    c.expect(Method::PUT, &commit, &zero, empty(), StatusCode::CREATED).await?;
+    c.expect(Method::PUT, &commit, &zero, empty(), StatusCode::CREATED)
+        .await?;
     Ok(t.elapsed())
 }
 
@@ -342,11 +401,21 @@ async fn download(
 ) -> anyhow::Result<Duration> {
     let (headers, want, want_len) = match range {
         None => (vec![], StatusCode::OK, blob.size),
-        Some((a, b)) => (vec![("range", format!("bytes={a}-{}", b - 1))], StatusCode::PARTIAL_CONTENT, b - a),
+        Some((a, b)) => (
+            vec![("range", format!("bytes={a}-{}", b - 1))],
+            StatusCode::PARTIAL_CONTENT,
+            b - a,
+        ),
     };
     let t = Instant::now();
-    let resp = c.send(Method::GET, &blob_path(digest), &headers, empty()).await?;
-    ensure!(resp.status() == want, "GET {digest}: {}, expected {want}", resp.status());
+    let resp = c
+        .send(Method::GET, &blob_path(digest), &headers, empty())
+        .await?;
+    ensure!(
+        resp.status() == want,
+        "GET {digest}: {}, expected {want}",
+        resp.status()
+    );
     let mut body = resp.into_body();
     let mut n = 0u64;
     while let Some(frame) = body.frame().await {
@@ -358,7 +427,10 @@ async fn download(
         }
     }
     let elapsed = t.elapsed();
-    ensure!(n == want_len, "GET {digest}: got {n} bytes, expected {want_len}");
+    ensure!(
+        n == want_len,
+        "GET {digest}: got {n} bytes, expected {want_len}"
+    );
     Ok(elapsed)
 }
 
@@ -382,7 +454,11 @@ async fn settle(c: &mut Client, digest: &str) -> anyhow::Result<(Duration, Durat
         if status == StatusCode::OK {
             break;
         }
-        ensure!(t.elapsed() < SETTLE_TIMEOUT, "metainfo still {status}: {}", String::from_utf8_lossy(&body));
+        ensure!(
+            t.elapsed() < SETTLE_TIMEOUT,
+            "metainfo still {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let meta_done = t.elapsed();
@@ -394,7 +470,10 @@ async fn settle(c: &mut Client, digest: &str) -> anyhow::Result<(Duration, Durat
         if depth == 0.0 {
             return Ok((meta_done, t.elapsed()));
         }
-        ensure!(t.elapsed() < SETTLE_TIMEOUT, "write-back queue still at {depth}");
+        ensure!(
+            t.elapsed() < SETTLE_TIMEOUT,
+            "write-back queue still at {depth}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -409,7 +488,12 @@ struct Phase {
 
 impl Phase {
     fn new(name: impl Into<String>, bytes: u64) -> Self {
-        Self { name: name.into(), bytes, secs: vec![], rss_kib: 0 }
+        Self {
+            name: name.into(),
+            bytes,
+            secs: vec![],
+            rss_kib: 0,
+        }
     }
 
     fn record(&mut self, d: Duration, rss: &RssSampler) {
@@ -420,16 +504,29 @@ impl Phase {
     fn print(&self) {
         let mut s = self.secs.clone();
         s.sort_by(f64::total_cmp);
-        let median = if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 };
+        let median = if s.len() % 2 == 1 {
+            s[s.len() / 2]
+        } else {
+            (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+        };
         let mbps = |secs: f64| self.bytes as f64 / secs / 1e6;
         println!(
             "{:<22}{:>13.1}{:>14.1}{:>19.3}{:>15}",
-            self.name, mbps(median), mbps(s[0]), median, self.rss_kib / 1024
+            self.name,
+            mbps(median),
+            mbps(s[0]),
+            median,
+            self.rss_kib / 1024
         );
     }
 }
 
-async fn run(args: &Args, blobs: &[(Blob, String)], addr: &str, rss: &RssSampler) -> anyhow::Result<Vec<Phase>> {
+async fn run(
+    args: &Args,
+    blobs: &[(Blob, String)],
+    addr: &str,
+    rss: &RssSampler,
+) -> anyhow::Result<Vec<Phase>> {
     let size = args.size_mib * MIB;
     let range_len = size.min(256 * MIB);
     let range = ((size - range_len) / 2, (size - range_len) / 2 + range_len);
@@ -442,27 +539,39 @@ async fn run(args: &Args, blobs: &[(Blob, String)], addr: &str, rss: &RssSampler
         Phase::new("write-back drain", size),
     ];
     let mut c = Client::connect(addr).await?;
-    c.expect(Method::GET, "/health", &[], empty(), StatusCode::OK).await?;
+    c.expect(Method::GET, "/health", &[], empty(), StatusCode::OK)
+        .await?;
     for (r, pair) in blobs.chunks(2).enumerate() {
-        let [(mono, mono_d), (chunked, chunked_d)] = pair else { bail!("blobs come in pairs") };
+        let [(mono, mono_d), (chunked, chunked_d)] = pair else {
+            bail!("blobs come in pairs")
+        };
         eprintln!("run {}/{}", r + 1, args.runs);
         rss.take_peak();
         p[0].record(upload_monolithic(&mut c, mono, mono_d).await?, rss);
         let (meta, wb) = settle(&mut c, mono_d).await?;
         p[4].record(meta, rss);
         p[5].record(wb, rss);
-        p[1].record(upload_chunked(&mut c, chunked, chunked_d, args.chunk_mib * MIB).await?, rss);
+        p[1].record(
+            upload_chunked(&mut c, chunked, chunked_d, args.chunk_mib * MIB).await?,
+            rss,
+        );
         settle(&mut c, chunked_d).await?;
         rss.take_peak();
         p[2].record(download(&mut c, mono, mono_d, None, None).await?, rss);
-        p[3].record(download(&mut c, mono, mono_d, Some(range), None).await?, rss);
+        p[3].record(
+            download(&mut c, mono, mono_d, Some(range), None).await?,
+            rss,
+        );
     }
     // Untimed: the chunked upload of run 1 reads back with the right content.
     let (blob, digest) = &blobs[1];
     let mut h = Sha256::new();
     download(&mut c, blob, digest, None, Some(&mut h)).await?;
     let got = format!("sha256:{}", hex::encode(h.finalize()));
-    ensure!(got == *digest, "downloaded content is {got}, expected {digest}");
+    ensure!(
+        got == *digest,
+        "downloaded content is {got}, expected {digest}"
+    );
     Ok(p.into())
 }
 
@@ -473,7 +582,11 @@ fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("shoal-origin"),
     };
     let size = args.size_mib * MIB;
-    eprintln!("preparing {} blobs of {} MiB and their digests…", 2 * args.runs, args.size_mib);
+    eprintln!(
+        "preparing {} blobs of {} MiB and their digests…",
+        2 * args.runs,
+        args.size_mib
+    );
     let pool: Arc<[Bytes]> = (0..POOL as u64).map(pattern).collect();
     let pool = &pool;
     // Per run: a monolithic and a chunked blob, each with a first block of its own.
@@ -481,20 +594,29 @@ fn main() -> anyhow::Result<()> {
         let handles: Vec<_> = (0..2 * args.runs)
             .map(|i| {
                 s.spawn(move || {
-                    let blob = Blob { first: pattern(1000 + i), pool: Arc::clone(pool), size };
+                    let blob = Blob {
+                        first: pattern(1000 + i),
+                        pool: Arc::clone(pool),
+                        size,
+                    };
                     let digest = blob.digest();
                     (blob, digest)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("digest thread panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("digest thread panicked"))
+            .collect()
     });
 
     let (origin, addr) = start_origin(&bin)?;
     let pid = origin.child.as_ref().map_or(0, Child::id);
     eprintln!("origin pid {pid} listening on {addr}");
     let rss = RssSampler::start(pid);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let phases = rt.block_on(run(&args, &blobs, &addr, &rss))?;
     let hwm = proc_kib(pid, "VmHWM:").context("reading the origin's VmHWM")?;
     let rss_end = proc_kib(pid, "VmRSS:").unwrap_or(0);
@@ -510,7 +632,11 @@ fn main() -> anyhow::Result<()> {
     for p in &phases {
         p.print();
     }
-    println!("origin peak RSS: {} MiB (VmHWM), {} MiB at the end (VmRSS)", hwm / 1024, rss_end / 1024);
+    println!(
+        "origin peak RSS: {} MiB (VmHWM), {} MiB at the end (VmRSS)",
+        hwm / 1024,
+        rss_end / 1024
+    );
     drop(rss);
     drop(origin);
     Ok(())

@@ -1,0 +1,115 @@
+//! Test-only helpers shared by Shoal's integration tests.
+//!
+//! * [`Moto`]: a real S3-compatible server (moto's standalone server) on a free loopback port,
+//!   killed when dropped.
+//!
+//! This crate is for `[dev-dependencies]` only; no service depends on it.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `moto_server` (an S3-compatible server from PyPI: `pip install 'moto[server]'`).
+/// It keeps everything in memory: a restart loses all buckets and objects.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago (bind port 0, read it, release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+impl Moto {
+    /// Starts moto on a free port and waits until it answers. Returns `None` (and the test
+    /// should return early) only if `moto_server` cannot be run and `SHOAL_SKIP_S3=1` is set;
+    /// otherwise a missing server fails the test with an install hint.
+    pub async fn start() -> Option<Self> {
+        Self::start_on(free_port()).await
+    }
+
+    /// Starts moto on `port` (e.g. to restart it where a client expects it).
+    pub async fn start_on(port: u16) -> Option<Self> {
+        let child = match Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if std::env::var_os("SHOAL_SKIP_S3").is_some_and(|v| v == "1") => {
+                eprintln!("skipping S3 test: cannot run moto_server ({e}) and SHOAL_SKIP_S3=1");
+                return None;
+            }
+            Err(e) => panic!(
+                "cannot run moto_server ({e}): install it with `pip install 'moto[server]'` \
+                 or set SHOAL_SKIP_S3=1 to skip the S3 tests"
+            ),
+        };
+        let mut moto = Self { child, port };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited early with {status}");
+            }
+            let probe = client
+                .get(moto.endpoint())
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if probe.is_ok() {
+                return Some(moto);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not answer within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto accepts unsigned requests).
+    pub async fn create_bucket(&self, bucket: &str) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint()))
+            .send()
+            .await
+            .expect("create bucket request");
+        assert!(
+            response.status().is_success(),
+            "create bucket: {}",
+            response.status()
+        );
+    }
+
+    /// Kills the server (as an outage would) and waits for the process to end.
+    pub fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
