@@ -24,7 +24,7 @@ impl Algorithm {
     }
 
     /// Length of the raw hash in bytes.
-    pub const fn len(self) -> usize {
+    pub const fn output_len(self) -> usize {
         match self {
             Self::Sha256 => 32,
             Self::Sha512 => 64,
@@ -89,9 +89,9 @@ pub struct Digest {
 }
 
 impl Digest {
-    /// Builds a digest from raw hash bytes. Returns `None` if `raw` is not `algorithm.len()` long.
+    /// Builds a digest from raw hash bytes. Returns `None` if `raw` is not `algorithm.output_len()` long.
     pub fn from_raw(algorithm: Algorithm, raw: &[u8]) -> Option<Self> {
-        if raw.len() != algorithm.len() {
+        if raw.len() != algorithm.output_len() {
             return None;
         }
         let mut bytes = [0u8; 64];
@@ -123,7 +123,7 @@ impl Digest {
 
     /// The raw hash bytes.
     pub fn raw(&self) -> &[u8] {
-        &self.bytes[..self.algorithm.len()]
+        &self.bytes[..self.algorithm.output_len()]
     }
 
     /// The encoded (lowercase hex) part, without the algorithm prefix.
@@ -147,7 +147,7 @@ impl FromStr for Digest {
         }
         let algorithm = Algorithm::from_name(alg)
             .ok_or_else(|| DigestError::UnsupportedAlgorithm(truncate(alg)))?;
-        let expected = algorithm.len() * 2;
+        let expected = algorithm.output_len() * 2;
         if encoded.len() != expected {
             return Err(DigestError::WrongLength {
                 algorithm,
@@ -162,7 +162,7 @@ impl FromStr for Digest {
             return Err(DigestError::NotLowercaseHex { algorithm });
         }
         let mut bytes = [0u8; 64];
-        hex::decode_to_slice(encoded, &mut bytes[..algorithm.len()])
+        hex::decode_to_slice(encoded, &mut bytes[..algorithm.output_len()])
             .map_err(|_| DigestError::NotLowercaseHex { algorithm })?;
         Ok(Self { algorithm, bytes })
     }
@@ -286,7 +286,8 @@ mod tests {
     #[test]
     fn rejects_bad_digests_with_typed_errors() {
         let hex64 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        let cases: Vec<(String, fn(&DigestError) -> bool)> = vec![
+        type Check = fn(&DigestError) -> bool;
+        let cases: Vec<(String, Check)> = vec![
             (hex64.to_string(), |e| {
                 matches!(e, DigestError::MissingSeparator)
             }),

@@ -163,7 +163,7 @@ impl MetaInfo {
             2 => Algorithm::Sha512,
             other => return Err(MetaInfoError::UnknownAlgorithm(other)),
         };
-        let min = HEADER_LEN + alg.len() + FIXED_TAIL_LEN;
+        let min = HEADER_LEN + alg.output_len() + FIXED_TAIL_LEN;
         if bytes.len() < min {
             return Err(MetaInfoError::Length {
                 expected: min,
@@ -171,9 +171,9 @@ impl MetaInfo {
             });
         }
         let mut at = HEADER_LEN;
-        let digest = Digest::from_raw(alg, &bytes[at..at + alg.len()])
+        let digest = Digest::from_raw(alg, &bytes[at..at + alg.output_len()])
             .ok_or(MetaInfoError::UnknownAlgorithm(bytes[5]))?;
-        at += alg.len();
+        at += alg.output_len();
         let blob_len = u64::from_be_bytes(take::<8>(bytes, &mut at));
         let piece_len = u32::from_be_bytes(take::<4>(bytes, &mut at));
         let count = u32::from_be_bytes(take::<4>(bytes, &mut at));
@@ -233,7 +233,7 @@ fn algorithm_code(alg: Algorithm) -> u8 {
 }
 
 fn encoded_len(alg: Algorithm, pieces: usize) -> usize {
-    HEADER_LEN + alg.len() + FIXED_TAIL_LEN + 32 * pieces
+    HEADER_LEN + alg.output_len() + FIXED_TAIL_LEN + 32 * pieces
 }
 
 /// Builds a [`MetaInfo`] from a blob's bytes fed in order, in chunks of any size.

@@ -46,7 +46,7 @@ impl Blobs {
         piece_length: u32,
         metrics: BlobMetrics,
     ) -> Arc<Self> {
-        let this = Arc::new(Self {
+        Arc::new(Self {
             store,
             backends,
             writeback,
@@ -54,8 +54,7 @@ impl Blobs {
             fetches: SingleFlight::default(),
             metainfos: SingleFlight::default(),
             metrics,
-        });
-        this
+        })
     }
 
     /// Whether uploads to `namespace` have somewhere durable to go.
@@ -154,7 +153,7 @@ impl Blobs {
         let size = blocking(move || store.commit(temp, &d))
             .await?
             .map_err(|e| match e {
-                StoreError::DigestMismatch { .. } => {
+                StoreError::DigestMismatch(_) => {
                     ApiError::Internal(format!("backend returned corrupt content: {e}"))
                 }
                 e => e.into(),

@@ -96,7 +96,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. } => {
+            StoreError::DigestMismatch(_) | StoreError::SizeMismatch { .. } => {
                 Self::DigestInvalid(e.to_string())
             }
             StoreError::NotFound(_) => Self::BlobUnknown,

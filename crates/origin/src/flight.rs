@@ -57,8 +57,7 @@ where
         if let Ok(v) = rx.wait_for(Option::is_some).await {
             return v.clone();
         }
-        let last = rx.borrow().clone();
-        last
+        rx.borrow().clone()
     }
 
     /// Number of jobs running now.

@@ -39,9 +39,7 @@ where
     let writer = tokio::task::spawn_blocking(move || {
         let mut temp = temp;
         while let Some(chunk) = rx.blocking_recv() {
-            if let Err(e) = temp.write(&chunk) {
-                return Err(e);
-            }
+            temp.write(&chunk)?;
         }
         Ok(temp)
     });

@@ -1,6 +1,8 @@
 //! The origin's HTTP API: uploads (chunked, resumable, monolithic), downloads with ranges,
 //! metainfo, and clear errors for bad input.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{TestOrigin, config, count_files, data, sha256};

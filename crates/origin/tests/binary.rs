@@ -1,5 +1,7 @@
 //! The `shoal-origin` binary as users run it: flags only, no config file, port 0.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,7 +21,11 @@ fn bad_config_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("origin.toml");
     std::fs::write(&cfg, "lisen = \"127.0.0.1:0\"\n").unwrap();
-    let out = Command::new(BIN).arg("--config").arg(&cfg).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("lisen"));
 }
@@ -47,7 +53,9 @@ async fn runs_on_defaults_serves_health_and_metrics_and_stops_on_sigterm() {
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("listening line");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("listening line");
     let base = format!("http://{addr}");
 
     let health = reqwest::get(format!("{base}/health")).await.unwrap();
@@ -67,11 +75,21 @@ async fn runs_on_defaults_serves_health_and_metrics_and_stops_on_sigterm() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("# TYPE shoal_origin_writeback_queue_depth gauge"), "{metrics}");
-    assert!(metrics.contains("shoal_origin_uploads_committed_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE shoal_origin_writeback_queue_depth gauge"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("shoal_origin_uploads_committed_total 1"),
+        "{metrics}"
+    );
     // The default backend is the filesystem under the data dir.
     shoal_runtime::wait::wait_until(Duration::from_secs(10), "written back", || {
-        let p = dir.path().join("backend/blobs/sha256").join(&d.hex()[..2]).join(d.hex());
+        let p = dir
+            .path()
+            .join("backend/blobs/sha256")
+            .join(&d.hex()[..2])
+            .join(d.hex());
         async move { p.exists() }
     })
     .await
@@ -82,6 +100,9 @@ async fn runs_on_defaults_serves_health_and_metrics_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "graceful exit on SIGTERM: {exit}");
 }

@@ -1,13 +1,15 @@
 //! Nothing acknowledged is lost: eviction never drops blobs awaiting write-back, write-back
 //! retries through a backend outage, and the queue survives an origin restart.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::atomic::Ordering;
 
 use common::{Faulty, TestOrigin, config, count_files, data, ns};
 use reqwest::StatusCode;
-use shoal_backend::{Backend, ObjectKey};
+use shoal_backend::ObjectKey;
 
 #[tokio::test]
 async fn eviction_respects_watermarks_and_pending_writebacks() {

@@ -1,5 +1,7 @@
 //! Backend misses: the origin fetches a blob once, however many clients ask, then serves it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Durable write-back against a real S3-compatible server (moto): uploads are acknowledged
 //! while S3 is down, retried, and land once it is back, including across an origin restart.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{TestOrigin, data, ns};

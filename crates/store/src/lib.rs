@@ -63,13 +63,8 @@ impl Default for StoreConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The content's digest is not the expected one; nothing was stored.
-    #[error("digest mismatch: expected {expected}, content is {actual}")]
-    DigestMismatch {
-        /// The digest the caller claimed.
-        expected: Digest,
-        /// The digest of the bytes received.
-        actual: Digest,
-    },
+    #[error("digest mismatch: expected {}, content is {}", .0.expected, .0.actual)]
+    DigestMismatch(Box<DigestMismatch>),
     /// The content's length is not the expected one; nothing was stored.
     #[error("size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch {
@@ -104,6 +99,15 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> St
         context: context.into(),
         source,
     }
+}
+
+/// The two digests of a [`StoreError::DigestMismatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestMismatch {
+    /// The digest the caller claimed.
+    pub expected: Digest,
+    /// The digest of the bytes received.
+    pub actual: Digest,
 }
 
 /// A snapshot of the store's usage, for metrics.

@@ -77,10 +77,12 @@ impl TempBlob {
         };
         if actual != *expected {
             // Dropping `self` deletes the file.
-            return Err(StoreError::DigestMismatch {
-                expected: *expected,
-                actual,
-            });
+            return Err(StoreError::DigestMismatch(Box::new(
+                crate::DigestMismatch {
+                    expected: *expected,
+                    actual,
+                },
+            )));
         }
         let path = std::mem::take(&mut self.path);
         Ok((file, path, self.len))

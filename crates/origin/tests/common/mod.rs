@@ -1,6 +1,6 @@
 //! Shared helpers for origin integration tests: an in-process origin on port 0, and a backend
 //! wrapper that counts calls and can fail or stall on demand.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -25,9 +25,11 @@ pub struct TestOrigin {
 }
 
 pub fn config(data_dir: &Path) -> OriginConfig {
-    let mut c = OriginConfig::default();
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.data_dir = data_dir.to_owned();
+    let mut c = OriginConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_owned(),
+        ..OriginConfig::default()
+    };
     c.writeback.initial_backoff = Duration::from_millis(50);
     c.writeback.max_backoff = Duration::from_millis(200);
     c
