@@ -144,6 +144,15 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_config_parses_and_builds() {
+        let text = include_str!("../../../deploy/config/origin.toml");
+        let c: OriginConfig = shoal_runtime::config::parse(text).unwrap();
+        assert_eq!(c.backends.len(), 2);
+        assert_eq!(c.store.capacity_bytes, 100 << 30);
+        shoal_backend::BackendRouter::from_config(&c.backends).unwrap();
+    }
+
+    #[test]
     fn full_example_parses() {
         let c: OriginConfig = shoal_runtime::config::parse(
             r#"
