@@ -7,16 +7,21 @@
 //! * [`MetaInfo`] and [`InfoHash`]: the torrent description of a blob (its digest, length, piece
 //!   length and the SHA-256 of every piece) with a stable, versioned binary encoding.
 //! * [`RepoName`] and [`Tag`]: repository names and tags per the OCI distribution spec grammar.
+//! * [`PeerId`] and [`Bitfield`]: who a peer is and which pieces it has.
 //!
 //! This crate is **not** a place for I/O, async code or service configuration: it has no
 //! sockets, files, clocks or runtimes, so the simulator and every service can share it.
 
+mod bitfield;
 mod digest;
 mod metainfo;
 mod name;
+mod peer;
 mod piece;
 
+pub use bitfield::{Bitfield, BitfieldError};
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
 pub use metainfo::{InfoHash, MetaInfo, MetaInfoBuilder, MetaInfoError};
 pub use name::{NameError, RepoName, Tag};
+pub use peer::PeerId;
 pub use piece::{DEFAULT_PIECE_LENGTH, PieceIndex, PieceLayout, PieceLayoutError};

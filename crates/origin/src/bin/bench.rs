@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +23,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, header, http};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest as _, Sha256};
 
@@ -135,24 +135,6 @@ impl Drop for OriginProc {
     }
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip a CSI sequence: ESC [ … final byte in @..~.
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) && c != '[' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Starts the origin on 127.0.0.1:0; returns the guard and the bound address.
 fn start_origin(bin: &Path) -> anyhow::Result<(OriginProc, String)> {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
@@ -167,7 +149,7 @@ fn start_origin(bin: &Path) -> anyhow::Result<(OriginProc, String)> {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&guard.dir)
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
+            .env("NO_COLOR", "1") // plain `addr=…` in the log
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -180,7 +162,6 @@ fn start_origin(bin: &Path) -> anyhow::Result<(OriginProc, String)> {
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let line = strip_ansi(&line);
             if line.contains("origin listening")
                 && let Some(rest) = line.split_once("addr=").map(|(_, r)| r)
                 && let Some(tx) = tx.take()
@@ -208,42 +189,25 @@ fn proc_kib(pid: u32, key: &str) -> Option<u64> {
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
-/// Samples the origin's VmRSS every 50 ms; `peak` is the maximum since the last `take_peak`.
-struct RssSampler {
-    pid: u32,
-    peak: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
+/// Peak VmRSS (KiB) of the origin seen by the sampler since the last `take_peak`.
+static PEAK_KIB: AtomicU64 = AtomicU64::new(0);
 
-impl RssSampler {
-    fn start(pid: u32) -> Self {
-        let (peak, stop) = (
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let (p, s) = (Arc::clone(&peak), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                if let Some(kib) = proc_kib(pid, "VmRSS:") {
-                    p.fetch_max(kib, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(50));
+/// Samples the origin's VmRSS every 50 ms into `PEAK_KIB`, until this process exits.
+fn sample_rss(pid: u32) {
+    std::thread::spawn(move || {
+        loop {
+            if let Some(kib) = proc_kib(pid, "VmRSS:") {
+                PEAK_KIB.fetch_max(kib, Ordering::Relaxed);
             }
-        });
-        Self { pid, peak, stop }
-    }
-
-    /// Peak VmRSS (KiB) since the previous call, including the current value.
-    fn take_peak(&self) -> u64 {
-        let now = proc_kib(self.pid, "VmRSS:").unwrap_or(0);
-        self.peak.swap(0, Ordering::Relaxed).max(now)
-    }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
 }
 
-impl Drop for RssSampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+/// Peak VmRSS (KiB) since the previous call, including the current value.
+fn take_peak(pid: u32) -> u64 {
+    let now = proc_kib(pid, "VmRSS:").unwrap_or(0);
+    PEAK_KIB.swap(0, Ordering::Relaxed).max(now)
 }
 
 /// One HTTP/1.1 connection to the origin.
@@ -254,9 +218,7 @@ struct Client {
 
 impl Client {
     async fn connect(addr: &str) -> anyhow::Result<Self> {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .context("connecting")?;
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(async move {
@@ -264,78 +226,49 @@ impl Client {
                 eprintln!("connection to the origin failed: {e}");
             }
         });
-        Ok(Self {
-            tx,
-            host: addr.to_owned(),
-        })
+        let host = addr.to_owned();
+        Ok(Self { tx, host })
     }
 
-    async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, String)],
-        body: Body,
-    ) -> anyhow::Result<Response<Incoming>> {
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(header::HOST, &self.host);
-        for (k, v) in headers {
-            req = req.header(*k, v);
-        }
+    /// A request builder with the `Host` header set.
+    fn req(&self, method: Method, path: &str) -> http::request::Builder {
+        let req = Request::builder().method(method).uri(path);
+        req.header(header::HOST, &self.host)
+    }
+
+    async fn send(&mut self, req: Request<Body>) -> anyhow::Result<Response<Incoming>> {
+        let what = format!("{} {}", req.method(), req.uri());
         self.tx
             .ready()
             .await
-            .context("the connection to the origin closed")?;
-        self.tx
-            .send_request(req.body(body)?)
-            .await
-            .with_context(|| format!("{method} {path}"))
+            .context("the origin closed the connection")?;
+        self.tx.send_request(req).await.context(what)
     }
 
     /// Sends, reads the whole (small) response body and returns status, headers and body.
-    async fn call(
-        &mut self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, String)],
-        body: Body,
-    ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
-        let (parts, body) = self.send(method, path, headers, body).await?.into_parts();
-        Ok((
-            parts.status,
-            parts.headers,
-            body.collect().await?.to_bytes(),
-        ))
+    async fn call(&mut self, req: Request<Body>) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
+        let (parts, body) = self.send(req).await?.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok((parts.status, parts.headers, body))
     }
 
-    async fn expect(
-        &mut self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, String)],
-        body: Body,
-        want: StatusCode,
-    ) -> anyhow::Result<HeaderMap> {
-        let (status, h, body) = self.call(method.clone(), path, headers, body).await?;
-        if status != want {
-            bail!(
-                "{method} {path}: {status}, expected {want}: {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        Ok(h)
+    /// Like `call`, failing unless the status is `want`; returns the headers.
+    async fn expect(&mut self, req: Request<Body>, want: StatusCode) -> anyhow::Result<HeaderMap> {
+        let what = format!("{} {}", req.method(), req.uri());
+        let (status, headers, body) = self.call(req).await?;
+        let body = String::from_utf8_lossy(&body);
+        ensure!(status == want, "{what}: {status}, expected {want}: {body}");
+        Ok(headers)
     }
 }
 
 fn location(h: &HeaderMap) -> anyhow::Result<String> {
-    let loc = h
+    let loc: Uri = h
         .get(header::LOCATION)
-        .context("no Location header")?
-        .to_str()?;
-    let uri: Uri = loc.parse()?;
-    Ok(uri.path_and_query().context("empty Location")?.to_string())
+        .context("no Location")?
+        .to_str()?
+        .parse()?;
+    Ok(loc.path_and_query().context("empty Location")?.to_string())
 }
 
 fn blob_path(digest: &str) -> String {
@@ -344,16 +277,11 @@ fn blob_path(digest: &str) -> String {
 
 async fn upload_monolithic(c: &mut Client, blob: &Blob, digest: &str) -> anyhow::Result<Duration> {
     let t = Instant::now();
-    let len = [("content-length", blob.size.to_string())];
-    let body = stream_body(blob.slices(0, blob.size));
-    c.expect(
-        Method::PUT,
-        &blob_path(digest),
-        &len,
-        body,
-        StatusCode::CREATED,
-    )
-    .await?;
+    let req = c
+        .req(Method::PUT, &blob_path(digest))
+        .header(header::CONTENT_LENGTH, blob.size);
+    let req = req.body(stream_body(blob.slices(0, blob.size)))?;
+    c.expect(req, StatusCode::CREATED).await?;
     Ok(t.elapsed())
 }
 
@@ -363,61 +291,64 @@ async fn upload_chunked(
     digest: &str,
     chunk: u64,
 ) -> anyhow::Result<Duration> {
-    let zero = [("content-length", "0".to_owned())];
     let t = Instant::now();
-    let path = format!("/v1/namespace/{NS}/uploads");
+    let req = c.req(Method::POST, &format!("/v1/namespace/{NS}/uploads"));
     let h = c
-        .expect(Method::POST, &path, &zero, empty(), StatusCode::ACCEPTED)
+        .expect(
+            req.header(header::CONTENT_LENGTH, 0).body(empty())?,
+            StatusCode::ACCEPTED,
+        )
         .await?;
     let mut loc = location(&h)?;
     let mut off = 0;
     while off < blob.size {
         let end = (off + chunk).min(blob.size);
-        let headers = [
-            ("content-length", (end - off).to_string()),
-            ("content-range", format!("{off}-{}", end - 1)),
-        ];
-        let body = stream_body(blob.slices(off, end));
+        let req = c
+            .req(Method::PATCH, &loc)
+            .header(header::CONTENT_LENGTH, end - off);
+        let req = req.header(header::CONTENT_RANGE, format!("{off}-{}", end - 1));
         let h = c
-            .expect(Method::PATCH, &loc, &headers, body, StatusCode::ACCEPTED)
+            .expect(
+                req.body(stream_body(blob.slices(off, end)))?,
+                StatusCode::ACCEPTED,
+            )
             .await?;
         loc = location(&h)?;
         off = end;
     }
     let sep = if loc.contains('?') { '&' } else { '?' };
-    let commit = format!("{loc}{sep}digest={digest}");
-    c.expect(Method::PUT, &commit, &zero, empty(), StatusCode::CREATED)
-        .await?;
+    let req = c.req(Method::PUT, &format!("{loc}{sep}digest={digest}"));
+    c.expect(
+        req.header(header::CONTENT_LENGTH, 0).body(empty())?,
+        StatusCode::CREATED,
+    )
+    .await?;
     Ok(t.elapsed())
 }
 
 /// Downloads the blob (or `range` of it), counting bytes and hashing only if `hasher` is given.
 async fn download(
     c: &mut Client,
-    blob: &Blob,
-    digest: &str,
+    (blob, digest): &(Blob, String),
     range: Option<(u64, u64)>,
     mut hasher: Option<&mut Sha256>,
 ) -> anyhow::Result<Duration> {
-    let (headers, want, want_len) = match range {
-        None => (vec![], StatusCode::OK, blob.size),
-        Some((a, b)) => (
-            vec![("range", format!("bytes={a}-{}", b - 1))],
-            StatusCode::PARTIAL_CONTENT,
-            b - a,
-        ),
+    let mut req = c.req(Method::GET, &blob_path(digest));
+    let (want, want_len) = match range {
+        None => (StatusCode::OK, blob.size),
+        Some((a, b)) => {
+            req = req.header(header::RANGE, format!("bytes={a}-{}", b - 1));
+            (StatusCode::PARTIAL_CONTENT, b - a)
+        }
     };
     let t = Instant::now();
-    let resp = c
-        .send(Method::GET, &blob_path(digest), &headers, empty())
-        .await?;
+    let resp = c.send(req.body(empty())?).await?;
     ensure!(
         resp.status() == want,
         "GET {digest}: {}, expected {want}",
         resp.status()
     );
-    let mut body = resp.into_body();
-    let mut n = 0u64;
+    let (mut body, mut n) = (resp.into_body(), 0u64);
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.context("reading the download")?.into_data() {
             n += data.len() as u64;
@@ -437,36 +368,33 @@ async fn download(
 fn writeback_depth(metrics: &str) -> Option<f64> {
     metrics.lines().find_map(|l| {
         let rest = l.strip_prefix("shoal_origin_writeback_queue_depth")?;
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            return None;
-        }
-        rest.split_whitespace().last()?.parse().ok()
+        let labelled_or_bare = rest.starts_with(' ') || rest.starts_with('{');
+        labelled_or_bare.then(|| rest.split_whitespace().last()?.parse().ok())?
     })
 }
 
-/// Waits for the blob's metainfo and for an empty write-back queue. Returns the time until
+/// Waits for the blob's metainfo, then for an empty write-back queue; returns the time until
 /// each was done.
 async fn settle(c: &mut Client, digest: &str) -> anyhow::Result<(Duration, Duration)> {
     let t = Instant::now();
     let metainfo = format!("{}/metainfo", blob_path(digest));
     loop {
-        let (status, _, body) = c.call(Method::GET, &metainfo, &[], empty()).await?;
+        let (status, _, body) = c.call(c.req(Method::GET, &metainfo).body(empty())?).await?;
         if status == StatusCode::OK {
             break;
         }
+        let body = String::from_utf8_lossy(&body);
         ensure!(
             t.elapsed() < SETTLE_TIMEOUT,
-            "metainfo still {status}: {}",
-            String::from_utf8_lossy(&body)
+            "metainfo still {status}: {body}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let meta_done = t.elapsed();
     loop {
-        let (status, _, text) = c.call(Method::GET, "/metrics", &[], empty()).await?;
-        ensure!(status == StatusCode::OK, "GET /metrics: {status}");
-        let depth = writeback_depth(&String::from_utf8_lossy(&text))
-            .context("no shoal_origin_writeback_queue_depth in /metrics")?;
+        let req = c.req(Method::GET, "/metrics").body(empty())?;
+        let text = String::from_utf8(c.call(req).await?.2.to_vec())?;
+        let depth = writeback_depth(&text).context("no writeback_queue_depth in /metrics")?;
         if depth == 0.0 {
             return Ok((meta_done, t.elapsed()));
         }
@@ -488,35 +416,35 @@ struct Phase {
 
 impl Phase {
     fn new(name: impl Into<String>, bytes: u64) -> Self {
+        let name = name.into();
         Self {
-            name: name.into(),
+            name,
             bytes,
             secs: vec![],
             rss_kib: 0,
         }
     }
 
-    fn record(&mut self, d: Duration, rss: &RssSampler) {
+    fn record(&mut self, d: Duration, rss_kib: u64) {
         self.secs.push(d.as_secs_f64());
-        self.rss_kib = self.rss_kib.max(rss.take_peak());
+        self.rss_kib = self.rss_kib.max(rss_kib);
     }
 
     fn print(&self) {
         let mut s = self.secs.clone();
         s.sort_by(f64::total_cmp);
+        let mid = s.len() / 2;
         let median = if s.len() % 2 == 1 {
-            s[s.len() / 2]
+            s[mid]
         } else {
-            (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+            (s[mid - 1] + s[mid]) / 2.0
         };
         let mbps = |secs: f64| self.bytes as f64 / secs / 1e6;
+        let (name, rss) = (&self.name, self.rss_kib / 1024);
         println!(
-            "{:<22}{:>13.1}{:>14.1}{:>19.3}{:>15}",
-            self.name,
+            "{name:<22}{:>13.1}{:>14.1}{median:>19.3}{rss:>15}",
             mbps(median),
-            mbps(s[0]),
-            median,
-            self.rss_kib / 1024
+            mbps(s[0])
         );
     }
 }
@@ -525,7 +453,7 @@ async fn run(
     args: &Args,
     blobs: &[(Blob, String)],
     addr: &str,
-    rss: &RssSampler,
+    pid: u32,
 ) -> anyhow::Result<Vec<Phase>> {
     let size = args.size_mib * MIB;
     let range_len = size.min(256 * MIB);
@@ -539,38 +467,45 @@ async fn run(
         Phase::new("write-back drain", size),
     ];
     let mut c = Client::connect(addr).await?;
-    c.expect(Method::GET, "/health", &[], empty(), StatusCode::OK)
+    c.expect(c.req(Method::GET, "/health").body(empty())?, StatusCode::OK)
         .await?;
     for (r, pair) in blobs.chunks(2).enumerate() {
-        let [(mono, mono_d), (chunked, chunked_d)] = pair else {
+        let [mono, chunked] = pair else {
             bail!("blobs come in pairs")
         };
-        eprintln!("run {}/{}", r + 1, args.runs);
-        rss.take_peak();
-        p[0].record(upload_monolithic(&mut c, mono, mono_d).await?, rss);
-        let (meta, wb) = settle(&mut c, mono_d).await?;
-        p[4].record(meta, rss);
-        p[5].record(wb, rss);
+        take_peak(pid);
+        p[0].record(
+            upload_monolithic(&mut c, &mono.0, &mono.1).await?,
+            take_peak(pid),
+        );
+        // Metainfo generation and write-back run concurrently: both get this interval's peak.
+        let (meta, wb) = settle(&mut c, &mono.1).await?;
+        let kib = take_peak(pid);
+        p[4].record(meta, kib);
+        p[5].record(wb, kib);
+        let chunk = args.chunk_mib * MIB;
         p[1].record(
-            upload_chunked(&mut c, chunked, chunked_d, args.chunk_mib * MIB).await?,
-            rss,
+            upload_chunked(&mut c, &chunked.0, &chunked.1, chunk).await?,
+            take_peak(pid),
         );
-        settle(&mut c, chunked_d).await?;
-        rss.take_peak();
-        p[2].record(download(&mut c, mono, mono_d, None, None).await?, rss);
+        settle(&mut c, &chunked.1).await?;
+        take_peak(pid);
+        p[2].record(download(&mut c, mono, None, None).await?, take_peak(pid));
         p[3].record(
-            download(&mut c, mono, mono_d, Some(range), None).await?,
-            rss,
+            download(&mut c, mono, Some(range), None).await?,
+            take_peak(pid),
         );
+        let secs: Vec<_> = p.iter().map(|p| format!("{:.3}", p.secs[r])).collect();
+        eprintln!("run {}/{} seconds: {}", r + 1, args.runs, secs.join(" "));
     }
-    // Untimed: the chunked upload of run 1 reads back with the right content.
-    let (blob, digest) = &blobs[1];
+    // Untimed: the first chunked upload reads back with the right content.
     let mut h = Sha256::new();
-    download(&mut c, blob, digest, None, Some(&mut h)).await?;
+    download(&mut c, &blobs[1], None, Some(&mut h)).await?;
     let got = format!("sha256:{}", hex::encode(h.finalize()));
     ensure!(
-        got == *digest,
-        "downloaded content is {got}, expected {digest}"
+        got == blobs[1].1,
+        "downloaded content is {got}, expected {}",
+        blobs[1].1
     );
     Ok(p.into())
 }
@@ -583,7 +518,7 @@ fn main() -> anyhow::Result<()> {
     };
     let size = args.size_mib * MIB;
     eprintln!(
-        "preparing {} blobs of {} MiB and their digests…",
+        "preparing {} blobs of {} MiB and their digests",
         2 * args.runs,
         args.size_mib
     );
@@ -613,31 +548,26 @@ fn main() -> anyhow::Result<()> {
     let (origin, addr) = start_origin(&bin)?;
     let pid = origin.child.as_ref().map_or(0, Child::id);
     eprintln!("origin pid {pid} listening on {addr}");
-    let rss = RssSampler::start(pid);
+    sample_rss(pid);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let phases = rt.block_on(run(&args, &blobs, &addr, &rss))?;
-    let hwm = proc_kib(pid, "VmHWM:").context("reading the origin's VmHWM")?;
-    let rss_end = proc_kib(pid, "VmRSS:").unwrap_or(0);
+    let phases = rt.block_on(run(&args, &blobs, &addr, pid))?;
+    let hwm = proc_kib(pid, "VmHWM:").context("reading the origin's VmHWM")? / 1024;
+    let rss_end = proc_kib(pid, "VmRSS:").unwrap_or(0) / 1024;
 
-    println!(
-        "shoal-origin bench: {} MiB blob, {} runs, origin pid {pid} (MB = 10^6 bytes)",
-        args.size_mib, args.runs
-    );
-    println!(
-        "{:<22}{:>13}{:>14}{:>19}{:>15}",
-        "phase", "MB/s (median)", "MB/s (best)", "seconds (median)", "peak RSS MiB"
-    );
-    for p in &phases {
-        p.print();
-    }
-    println!(
-        "origin peak RSS: {} MiB (VmHWM), {} MiB at the end (VmRSS)",
-        hwm / 1024,
-        rss_end / 1024
-    );
-    drop(rss);
-    drop(origin);
+    let (mib, runs) = (args.size_mib, args.runs);
+    println!("shoal-origin bench: {mib} MiB blob, {runs} runs, origin pid {pid} (MB = 10^6 bytes)");
+    let heads = [
+        "phase",
+        "MB/s (median)",
+        "MB/s (best)",
+        "seconds (median)",
+        "peak RSS MiB",
+    ];
+    let [a, b, c, d, e] = heads;
+    println!("{a:<22}{b:>13}{c:>14}{d:>19}{e:>15}");
+    phases.iter().for_each(Phase::print);
+    println!("origin peak RSS: {hwm} MiB (VmHWM), {rss_end} MiB at the end (VmRSS)");
     Ok(())
 }

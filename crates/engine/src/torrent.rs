@@ -1,0 +1,744 @@
+//! One torrent's swarm state machine.
+//!
+//! Inputs are `handle_*` calls, each with `now`; outputs are [`Action`]s taken with
+//! [`Torrent::poll_action`], and the next instant [`Torrent::handle_timeout`] must be called at,
+//! from [`Torrent::poll_timeout`]. All collections are ordered (`BTreeMap`) and randomness
+//! comes from a seeded RNG, so the same inputs give the same outputs.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use shoal_core::{Bitfield, PeerId, PieceIndex, PieceLayout};
+
+use crate::config::EngineConfig;
+use crate::picker::Best;
+
+/// A peer the tracker handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// Where to dial it.
+    pub addr: SocketAddr,
+    /// It is an origin.
+    pub is_origin: bool,
+}
+
+/// What this side of the torrent is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An agent: downloads, then seeds; dials peers while downloading.
+    Agent,
+    /// An origin: always complete, never dials, only serves.
+    Origin,
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Dial this peer and handshake; report with `handle_connected` or `handle_connect_failed`.
+    Connect {
+        /// Peer to dial.
+        peer: PeerId,
+        /// Its address.
+        addr: SocketAddr,
+    },
+    /// Close the connection to this peer (no further events for it are expected).
+    Disconnect {
+        /// Peer.
+        peer: PeerId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// Request a piece; report with `handle_piece` or `handle_request_failed`.
+    Request {
+        /// Peer to ask.
+        peer: PeerId,
+        /// Piece wanted.
+        piece: PieceIndex,
+    },
+    /// Cancel an outstanding request (endgame duplicate, or a timed-out request).
+    Cancel {
+        /// Peer asked.
+        peer: PeerId,
+        /// Piece no longer wanted from it.
+        piece: PieceIndex,
+    },
+    /// Tell a peer we now have a piece.
+    Have {
+        /// Peer to tell.
+        peer: PeerId,
+        /// Piece we have.
+        piece: PieceIndex,
+    },
+    /// Tell a peer we have every piece.
+    Complete {
+        /// Peer to tell.
+        peer: PeerId,
+    },
+    /// Every piece is verified: the driver checks the whole blob and publishes it.
+    Finished,
+}
+
+/// Why the engine closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// It sent a piece that failed verification (the peer is blacklisted).
+    BadPiece,
+    /// It violated the protocol (bad piece index; blacklisted).
+    Protocol,
+    /// Too many of its requests in a row timed out (slow or gone).
+    TooSlow,
+    /// No piece traffic either way for the idle timeout.
+    Idle,
+    /// Both sides are complete: nothing to exchange.
+    BothComplete,
+}
+
+/// Why a connection was refused by [`Torrent::handle_connected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// It is us.
+    #[error("connection to self")]
+    SelfConnection,
+    /// We already have a connection to this peer for this torrent.
+    #[error("already connected")]
+    AlreadyConnected,
+    /// The peer is blacklisted for this torrent.
+    #[error("peer is blacklisted")]
+    Blacklisted,
+    /// The torrent has its maximum number of connections.
+    #[error("too many connections")]
+    TooManyConnections,
+    /// The peer's bitfield does not fit the torrent.
+    #[error("bitfield does not match the torrent")]
+    BadBitfield,
+    /// Both sides are complete.
+    #[error("both peers are complete")]
+    BothComplete,
+}
+
+/// Why a dial failed, as reported by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// No answer: the peer is down or unreachable.
+    Unreachable,
+    /// The connection or handshake failed (TLS, protocol version, wrong torrent).
+    Handshake,
+    /// The peer refused because it has enough connections (or is complete like us).
+    Busy,
+}
+
+/// The result of checking a received piece, as reported by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PieceOutcome {
+    /// The piece matched its SHA-256 and is stored.
+    Valid,
+    /// The piece did not match its SHA-256; it was discarded.
+    Corrupt,
+}
+
+#[derive(Debug)]
+struct Peer {
+    bitfield: Bitfield,
+    is_origin: bool,
+    /// Outstanding requests and when each was sent.
+    requests: BTreeMap<u32, Instant>,
+    /// Last piece sent or received.
+    last_activity: Instant,
+    /// Measured download rate from this peer, bytes per second (EWMA); `None` until a piece.
+    rate: Option<f64>,
+    /// When the last piece from it arrived (for the rate estimate).
+    last_piece_at: Option<Instant>,
+    timeouts: u32,
+}
+
+/// Counters for reports and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TorrentStats {
+    /// Valid pieces received, including endgame duplicates.
+    pub pieces_received: u64,
+    /// Valid pieces received that we already had (endgame waste).
+    pub duplicate_pieces: u64,
+    /// Corrupt pieces received.
+    pub corrupt_pieces: u64,
+    /// Requests that timed out.
+    pub timeouts: u64,
+}
+
+/// The engine for one torrent.
+#[derive(Debug)]
+pub struct Torrent {
+    layout: PieceLayout,
+    config: EngineConfig,
+    me: PeerId,
+    role: Role,
+    have: Bitfield,
+    availability: Vec<u32>,
+    peers: BTreeMap<PeerId, Peer>,
+    /// Piece → peers it is requested from.
+    inflight: BTreeMap<u32, BTreeSet<PeerId>>,
+    /// Piece → a peer not to ask again for it (its request timed out).
+    avoid: BTreeMap<u32, PeerId>,
+    candidates: VecDeque<PeerInfo>,
+    dialing: BTreeSet<PeerId>,
+    blacklist: BTreeMap<PeerId, Instant>,
+    actions: VecDeque<Action>,
+    rng: StdRng,
+    stats: TorrentStats,
+    finished: bool,
+}
+
+impl Torrent {
+    /// A torrent with `layout`, of which we already have `have` (e.g. after a restart).
+    pub fn new(
+        layout: PieceLayout,
+        have: Bitfield,
+        me: PeerId,
+        role: Role,
+        config: EngineConfig,
+    ) -> Self {
+        assert_eq!(
+            have.len(),
+            layout.piece_count(),
+            "bitfield sized for the layout"
+        );
+        let rng = StdRng::seed_from_u64(config.seed);
+        Self {
+            availability: vec![0; layout.piece_count() as usize],
+            finished: have.is_complete(),
+            layout,
+            config,
+            me,
+            role,
+            have,
+            peers: BTreeMap::new(),
+            inflight: BTreeMap::new(),
+            avoid: BTreeMap::new(),
+            candidates: VecDeque::new(),
+            dialing: BTreeSet::new(),
+            blacklist: BTreeMap::new(),
+            actions: VecDeque::new(),
+            rng,
+            stats: TorrentStats::default(),
+        }
+    }
+
+    // === queries ===
+
+    /// Pieces we have.
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    /// Whether we have every piece.
+    pub fn is_complete(&self) -> bool {
+        self.have.is_complete()
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> PieceLayout {
+        self.layout
+    }
+
+    /// Connected peers.
+    pub fn connected(&self) -> impl Iterator<Item = &PeerId> {
+        self.peers.keys()
+    }
+
+    /// Number of connected peers plus dials in progress.
+    pub fn connection_count(&self) -> usize {
+        self.peers.len() + self.dialing.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> TorrentStats {
+        self.stats
+    }
+
+    /// Whether `peer` is blacklisted at `now`.
+    pub fn is_blacklisted(&self, peer: &PeerId, now: Instant) -> bool {
+        self.blacklist.get(peer).is_some_and(|until| *until > now)
+    }
+
+    // === outputs ===
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for peer in self.peers.values() {
+            for (_, deadline) in self.request_deadlines(peer) {
+                consider(deadline);
+            }
+            if peer.requests.is_empty() {
+                consider(peer.last_activity + self.config.idle_timeout);
+            }
+        }
+        if !self.candidates.is_empty() {
+            for until in self.blacklist.values() {
+                consider(*until);
+            }
+        }
+        next
+    }
+
+    // === inputs ===
+
+    /// Peers from the tracker. Agents that still download dial them as connection slots
+    /// allow; seeders and origins only remember nothing (they wait to be dialled).
+    pub fn handle_peers(&mut self, peers: impl IntoIterator<Item = PeerInfo>, now: Instant) {
+        if self.role == Role::Origin || self.is_complete() {
+            return;
+        }
+        for p in peers {
+            let known = p.peer_id == self.me
+                || self.peers.contains_key(&p.peer_id)
+                || self.dialing.contains(&p.peer_id)
+                || self.candidates.iter().any(|c| c.peer_id == p.peer_id);
+            if !known {
+                self.candidates.push_back(p);
+            }
+        }
+        self.dial(now);
+    }
+
+    /// A connection (dialled or accepted) finished its handshake. On a refusal the driver
+    /// closes it (and, for a dial, nothing else is expected).
+    pub fn handle_connected(
+        &mut self,
+        peer: PeerId,
+        bitfield: Bitfield,
+        is_origin: bool,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let dialled = self.dialing.remove(&peer);
+        let refusal = if peer == self.me {
+            Some(Refusal::SelfConnection)
+        } else if self.peers.contains_key(&peer) {
+            Some(Refusal::AlreadyConnected)
+        } else if self.is_blacklisted(&peer, now) {
+            Some(Refusal::Blacklisted)
+        } else if !dialled && self.peers.len() + self.dialing.len() >= self.config.max_connections {
+            Some(Refusal::TooManyConnections)
+        } else if bitfield.len() != self.layout.piece_count() {
+            Some(Refusal::BadBitfield)
+        } else if bitfield.is_complete() && self.is_complete() {
+            Some(Refusal::BothComplete)
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            if dialled {
+                self.dial(now);
+            }
+            return Err(r);
+        }
+        for p in bitfield.ones() {
+            self.availability[p as usize] += 1;
+        }
+        self.peers.insert(
+            peer,
+            Peer {
+                bitfield,
+                is_origin,
+                requests: BTreeMap::new(),
+                last_activity: now,
+                rate: None,
+                last_piece_at: None,
+                timeouts: 0,
+            },
+        );
+        self.fill(&peer, now);
+        Ok(())
+    }
+
+    /// A dial failed. An unreachable peer or a failed handshake blacklists the peer for a
+    /// while; a peer that was merely busy is retried after a short backoff. Another candidate
+    /// is dialled either way.
+    pub fn handle_connect_failed(&mut self, peer: PeerId, failure: ConnectFailure, now: Instant) {
+        self.dialing.remove(&peer);
+        // A simultaneous dial from the other side may already have connected us: that is not
+        // a failure of the peer.
+        if !self.peers.contains_key(&peer) {
+            let wait = match failure {
+                ConnectFailure::Busy => self.config.busy_retry,
+                ConnectFailure::Unreachable | ConnectFailure::Handshake => {
+                    self.config.blacklist_duration
+                }
+            };
+            self.blacklist.insert(peer, now + wait);
+        }
+        self.dial(now);
+    }
+
+    /// The connection to `peer` closed (by either side or the network).
+    pub fn handle_disconnected(&mut self, peer: PeerId, now: Instant) {
+        self.dialing.remove(&peer);
+        if self.remove_peer(&peer) {
+            self.fill_all(now);
+            self.dial(now);
+        }
+    }
+
+    /// `peer` announced it has piece number `piece`.
+    pub fn handle_have(&mut self, peer: PeerId, piece: u32, now: Instant) {
+        let Some(index) = self.layout.piece(piece) else {
+            self.drop_peer(peer, DisconnectReason::Protocol, now);
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.bitfield.set(index) {
+            self.availability[piece as usize] += 1;
+            self.fill(&peer, now);
+        }
+    }
+
+    /// `peer` announced it has every piece.
+    pub fn handle_complete(&mut self, peer: PeerId, now: Instant) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        for i in 0..self.layout.piece_count() {
+            let index = self.layout.piece(i).expect("in range");
+            if p.bitfield.set(index) {
+                self.availability[i as usize] += 1;
+            }
+        }
+        if self.is_complete() {
+            self.disconnect(peer, DisconnectReason::BothComplete);
+        } else {
+            self.fill(&peer, now);
+        }
+    }
+
+    /// We served a piece to `peer` (keeps the connection from going idle).
+    pub fn handle_served(&mut self, peer: PeerId, now: Instant) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.last_activity = now;
+        }
+    }
+
+    /// A piece requested from `peer` arrived and the driver checked it.
+    pub fn handle_piece(
+        &mut self,
+        peer: PeerId,
+        piece: PieceIndex,
+        outcome: PieceOutcome,
+        now: Instant,
+    ) {
+        let raw = piece.get();
+        if raw >= self.layout.piece_count() {
+            return;
+        }
+        let connected = if let Some(p) = self.peers.get_mut(&peer) {
+            p.requests.remove(&raw);
+            p.last_activity = now;
+            true
+        } else {
+            false
+        };
+        self.unmark_inflight(raw, &peer);
+        if outcome == PieceOutcome::Corrupt {
+            // A corrupt piece still in flight from a peer already dropped changes nothing.
+            if connected {
+                self.stats.corrupt_pieces += 1;
+                self.drop_peer(peer, DisconnectReason::BadPiece, now);
+            }
+            return;
+        }
+        self.stats.pieces_received += 1;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            let len = f64::from(self.layout.len_of(piece));
+            let since = p
+                .last_piece_at
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            p.last_piece_at = Some(now);
+            if since > Duration::ZERO {
+                let sample = len / since.as_secs_f64();
+                p.rate = Some(p.rate.map_or(sample, |r| 0.7 * r + 0.3 * sample));
+            }
+            p.timeouts = 0;
+        }
+        if !self.have.set(piece) {
+            self.stats.duplicate_pieces += 1;
+            self.fill(&peer, now);
+            return;
+        }
+        self.avoid.remove(&raw);
+        // Endgame: cancel the copies still on their way.
+        let mut refill = vec![peer];
+        if let Some(others) = self.inflight.remove(&raw) {
+            for other in others {
+                if let Some(o) = self.peers.get_mut(&other) {
+                    o.requests.remove(&raw);
+                    self.actions
+                        .push_back(Action::Cancel { peer: other, piece });
+                    refill.push(other);
+                }
+            }
+        }
+        let complete = self.is_complete();
+        let tell: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.bitfield.is_complete())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in tell {
+            self.actions.push_back(if complete {
+                Action::Complete { peer: id }
+            } else {
+                Action::Have { peer: id, piece }
+            });
+        }
+        if complete {
+            if !self.finished {
+                self.finished = true;
+                self.actions.push_back(Action::Finished);
+            }
+            self.candidates.clear();
+            let done: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.bitfield.is_complete())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in done {
+                self.disconnect(id, DisconnectReason::BothComplete);
+            }
+            return;
+        }
+        for id in refill {
+            self.fill(&id, now);
+        }
+    }
+
+    /// A request to `peer` failed without data (the peer refused it, or its stream broke).
+    pub fn handle_request_failed(&mut self, peer: PeerId, piece: PieceIndex, now: Instant) {
+        let raw = piece.get();
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.requests.remove(&raw);
+        }
+        self.unmark_inflight(raw, &peer);
+        self.avoid.insert(raw, peer);
+        self.fill_all(now);
+    }
+
+    /// Time passed: expire requests and idle connections, retry dials.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        let mut idle = Vec::new();
+        for (id, peer) in &self.peers {
+            for (piece, deadline) in self.request_deadlines(peer) {
+                if deadline <= now {
+                    expired.push((*id, piece));
+                }
+            }
+            if peer.requests.is_empty() && now >= peer.last_activity + self.config.idle_timeout {
+                idle.push(*id);
+            }
+        }
+        for (id, raw) in expired {
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            p.requests.remove(&raw);
+            p.timeouts += 1;
+            let too_slow = p.timeouts >= self.config.max_timeouts;
+            self.stats.timeouts += 1;
+            self.unmark_inflight(raw, &id);
+            self.avoid.insert(raw, id);
+            let piece = self
+                .layout
+                .piece(raw)
+                .expect("requested pieces are in range");
+            self.actions.push_back(Action::Cancel { peer: id, piece });
+            if too_slow {
+                // Not blacklisted: a congested peer may be fine later, and a vanished one will
+                // fail its next handshake (which does blacklist it).
+                self.disconnect(id, DisconnectReason::TooSlow);
+            }
+        }
+        for id in idle {
+            self.disconnect(id, DisconnectReason::Idle);
+        }
+        self.blacklist.retain(|_, until| *until > now);
+        self.fill_all(now);
+        self.dial(now);
+    }
+
+    // === internals ===
+
+    fn request_deadlines<'a>(
+        &'a self,
+        peer: &'a Peer,
+    ) -> impl Iterator<Item = (u32, Instant)> + 'a {
+        let piece_len = f64::from(self.layout.piece_len());
+        let mut by_time: Vec<(Instant, u32)> =
+            peer.requests.iter().map(|(p, t)| (*t, *p)).collect();
+        by_time.sort_unstable();
+        by_time
+            .into_iter()
+            .enumerate()
+            .map(move |(position, (sent, piece))| {
+                let expected = peer.rate.map_or(Duration::ZERO, |rate| {
+                    Duration::from_secs_f64(piece_len * (position + 1) as f64 / rate.max(1.0))
+                });
+                let timeout = expected
+                    .mul_f64(self.config.request_timeout_factor)
+                    .max(self.config.request_timeout_min);
+                (piece, sent + timeout)
+            })
+    }
+
+    fn unmark_inflight(&mut self, raw: u32, peer: &PeerId) {
+        if let Some(set) = self.inflight.get_mut(&raw) {
+            set.remove(peer);
+            if set.is_empty() {
+                self.inflight.remove(&raw);
+            }
+        }
+    }
+
+    fn dial(&mut self, now: Instant) {
+        if self.role == Role::Origin || self.is_complete() {
+            self.candidates.clear();
+            return;
+        }
+        let mut skipped = VecDeque::new();
+        while self.peers.len() + self.dialing.len() < self.config.max_connections {
+            let Some(c) = self.candidates.pop_front() else {
+                break;
+            };
+            if self.peers.contains_key(&c.peer_id) || self.dialing.contains(&c.peer_id) {
+                continue;
+            }
+            if self.is_blacklisted(&c.peer_id, now) {
+                skipped.push_back(c);
+                continue;
+            }
+            self.dialing.insert(c.peer_id);
+            self.actions.push_back(Action::Connect {
+                peer: c.peer_id,
+                addr: c.addr,
+            });
+        }
+        skipped.append(&mut self.candidates);
+        self.candidates = skipped;
+    }
+
+    fn fill_all(&mut self, now: Instant) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.fill(&id, now);
+        }
+    }
+
+    /// Tops up `peer`'s pipeline.
+    fn fill(&mut self, id: &PeerId, now: Instant) {
+        if self.is_complete() {
+            return;
+        }
+        let Some(peer) = self.peers.get(id) else {
+            return;
+        };
+        let depth = if peer.is_origin {
+            self.config.origin_pipeline_depth
+        } else {
+            self.config.pipeline_depth
+        };
+        let free = depth.saturating_sub(peer.requests.len());
+        if free == 0 {
+            return;
+        }
+        let mut best = Best::new(free);
+        for p in peer.bitfield.ones() {
+            if self.have.has_index(p)
+                || self.inflight.contains_key(&p)
+                || self.avoid.get(&p) == Some(id)
+            {
+                continue;
+            }
+            best.offer(
+                self.config.piece_policy,
+                p,
+                self.availability[p as usize],
+                &mut self.rng,
+            );
+        }
+        let mut picks: Vec<u32> = best.into_pieces().collect();
+        let missing = self.layout.piece_count() - self.have.count_ones();
+        if picks.len() < free && missing <= self.config.endgame_threshold {
+            // Endgame: ask for pieces already requested elsewhere, least-requested first.
+            let mut dup = Best::new(free - picks.len());
+            for (p, holders) in &self.inflight {
+                if peer.bitfield.has_index(*p)
+                    && !holders.contains(id)
+                    && !peer.requests.contains_key(p)
+                {
+                    let n = u32::try_from(holders.len()).unwrap_or(u32::MAX);
+                    dup.offer(
+                        crate::config::PiecePolicy::RarestFirst,
+                        *p,
+                        n,
+                        &mut self.rng,
+                    );
+                }
+            }
+            picks.extend(dup.into_pieces());
+        }
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        for p in picks {
+            peer.requests.insert(p, now);
+            self.inflight.entry(p).or_default().insert(*id);
+            let piece = self
+                .layout
+                .piece(p)
+                .expect("from a bitfield of this layout");
+            self.actions.push_back(Action::Request { peer: *id, piece });
+        }
+    }
+
+    /// Forgets a peer's state; returns whether it was connected.
+    fn remove_peer(&mut self, id: &PeerId) -> bool {
+        let Some(peer) = self.peers.remove(id) else {
+            return false;
+        };
+        for p in peer.bitfield.ones() {
+            self.availability[p as usize] -= 1;
+        }
+        for p in peer.requests.keys() {
+            self.unmark_inflight(*p, id);
+        }
+        true
+    }
+
+    fn disconnect(&mut self, id: PeerId, reason: DisconnectReason) {
+        if self.remove_peer(&id) {
+            self.actions
+                .push_back(Action::Disconnect { peer: id, reason });
+        }
+    }
+
+    /// Disconnects and blacklists a misbehaving peer, then reassigns its work.
+    fn drop_peer(&mut self, id: PeerId, reason: DisconnectReason, now: Instant) {
+        self.blacklist
+            .insert(id, now + self.config.blacklist_duration);
+        self.disconnect(id, reason);
+        self.fill_all(now);
+        self.dial(now);
+    }
+}
