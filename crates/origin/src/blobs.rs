@@ -92,7 +92,9 @@ impl Blobs {
         namespace: &RepoName,
         digest: &Digest,
     ) -> Result<BlobReader, ApiError> {
-        loop {
+        // A blob evicted between the fetch and the open is fetched again, a few times at most
+        // (a cache too small to hold a blob for a moment is a configuration error).
+        for _ in 0..3 {
             let store = self.store.clone();
             let d = *digest;
             match blocking(move || store.open_blob(&d)).await? {
@@ -100,10 +102,12 @@ impl Blobs {
                 Err(StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            // Not cached: fetch (shared with concurrent requests), then open again. A blob
-            // evicted between the fetch and the open is fetched again.
+            // Not cached: fetch (shared with concurrent requests), then open again.
             self.fetch(namespace, digest).await?;
         }
+        Err(ApiError::Internal(
+            "blob was evicted as soon as it was fetched; the cache is too small".into(),
+        ))
     }
 
     async fn fetch(

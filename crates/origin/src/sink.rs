@@ -39,7 +39,7 @@ where
     let writer = tokio::task::spawn_blocking(move || {
         let mut temp = temp;
         while let Some(chunk) = rx.blocking_recv() {
-            temp.write(&chunk)?;
+            temp.write_bytes(chunk)?;
         }
         Ok(temp)
     });

@@ -6,6 +6,7 @@
 //! blobs/<alg>/<h0h1>/<h2h3>/<hex>            committed, verified blob content
 //! blobs/<alg>/<h0h1>/<h2h3>/<hex>.metainfo   its metainfo, when generated
 //! tmp/<random>                               blobs being written (never visible as blobs)
+//! partial/<alg>/<hex>[.status]               piece-wise downloads (see [`PartialBlob`])
 //! ```
 //!
 //! Writes go to a [`TempBlob`] in `tmp/`, which hashes as it writes; [`BlobStore::commit`]
@@ -22,6 +23,7 @@
 //! The store is **not** a network or backend client and knows nothing about HTTP.
 
 mod index;
+mod partial;
 mod read;
 mod temp;
 
@@ -35,6 +37,7 @@ use parking_lot::Mutex;
 use shoal_core::{Digest, MetaInfo};
 
 use index::Index;
+pub use partial::{PartialBlob, PieceWrite};
 pub use read::{BlobReader, ByteChunks, READ_CHUNK};
 pub use temp::TempBlob;
 
@@ -76,6 +79,16 @@ pub enum StoreError {
     /// The blob is not in the store.
     #[error("blob {0} not found")]
     NotFound(Digest),
+    /// A [`PartialBlob`] was finished while pieces are still missing.
+    #[error("blob {digest} is incomplete: {have} of {pieces} pieces")]
+    Incomplete {
+        /// The blob.
+        digest: Digest,
+        /// Pieces present.
+        have: u32,
+        /// Pieces in the blob.
+        pieces: u32,
+    },
     /// The watermarks are not `0 < low <= high <= 1`.
     #[error("invalid watermarks: low {low}, high {high}")]
     Watermarks {
@@ -133,13 +146,16 @@ pub struct BlobStore {
 struct Inner {
     blobs_dir: PathBuf,
     tmp_dir: PathBuf,
+    partial_dir: PathBuf,
     config: StoreConfig,
     index: Mutex<Index>,
+    partials: partial::Registry,
 }
 
 impl BlobStore {
     /// Opens (creating if needed) a store in `dir`: clears leftovers of interrupted writes and
-    /// indexes the committed blobs.
+    /// indexes the committed blobs. Partial downloads are left alone, for
+    /// [`BlobStore::partial`] to resume.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
         let (low, high) = (config.low_watermark, config.high_watermark);
         if !(0.0 < low && low <= high && high <= 1.0) {
@@ -163,8 +179,10 @@ impl BlobStore {
             inner: Arc::new(Inner {
                 blobs_dir,
                 tmp_dir,
+                partial_dir: dir.join("partial"),
                 config,
                 index: Mutex::new(index),
+                partials: partial::Registry::default(),
             }),
         })
     }

@@ -1,13 +1,13 @@
 //! Reading committed blobs: positioned reads and chunk streams off the async threads.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read, Seek};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 /// Chunk size of [`BlobReader::into_chunks`]: 1 MiB keeps syscalls and channel hops rare.
@@ -54,11 +54,18 @@ impl BlobReader {
         let end = range.end.min(self.size);
         let mut offset = range.start.min(end);
         tokio::task::spawn_blocking(move || {
+            // Sequential reads through `Read::take(..).read_to_end` fill fresh buffers without
+            // zeroing them first.
+            let mut file = &self.file;
+            if let Err(e) = file.seek(io::SeekFrom::Start(offset)) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
             while offset < end {
                 let n = usize::try_from(end - offset).map_or(READ_CHUNK, |r| r.min(READ_CHUNK));
-                let mut buf = BytesMut::zeroed(n);
-                let chunk = match self.read_at(offset, &mut buf) {
-                    Ok(got) if got == n => buf.freeze(),
+                let mut buf = Vec::with_capacity(n);
+                let chunk = match file.take(n as u64).read_to_end(&mut buf) {
+                    Ok(got) if got == n => Bytes::from(buf),
                     Ok(got) => {
                         let e = io::Error::new(
                             io::ErrorKind::UnexpectedEof,

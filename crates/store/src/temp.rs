@@ -3,21 +3,53 @@
 use std::fs;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
 
+use bytes::Bytes;
 use shoal_core::{Algorithm, Digest, DigestHasher};
 
 use crate::{StoreError, io_err};
 
 const WRITE_BUFFER: usize = 1 << 20;
+/// Chunks queued for the hashing thread of a [`TempBlob::write_bytes`] stream.
+const HASH_QUEUE: usize = 64;
+/// Written bytes after which the data is pushed to disk in the background, so the fsync at
+/// commit has little left to do.
+const FLUSH_EVERY: u64 = 64 << 20;
 
 /// A blob being written into the store's `tmp/` directory. Content is hashed with SHA-256 as it
 /// is written; dropping an uncommitted `TempBlob` deletes its file.
+///
+/// [`TempBlob::write_bytes`] hashes on a helper thread while the caller's thread writes the
+/// file, and flushes written data to disk in the background every 64 MiB: hashing (~1.5 GB/s
+/// per core) and the page-cache copy then run on two cores instead of one.
 #[derive(Debug)]
 pub struct TempBlob {
     file: Option<BufWriter<fs::File>>,
     path: PathBuf,
-    hasher: DigestHasher,
+    hasher: Hashing,
+    flusher: Option<Flusher>,
+    unflushed: u64,
     len: u64,
+}
+
+#[derive(Debug)]
+enum Hashing {
+    Inline(DigestHasher),
+    Background {
+        tx: mpsc::SyncSender<Bytes>,
+        thread: thread::JoinHandle<DigestHasher>,
+    },
+    /// The helper thread died; the content can no longer be verified incrementally.
+    Failed,
+}
+
+/// A thread that `fdatasync`s the file when asked (asks are dropped while it is busy).
+#[derive(Debug)]
+struct Flusher {
+    tx: mpsc::SyncSender<()>,
+    thread: thread::JoinHandle<()>,
 }
 
 impl TempBlob {
@@ -37,19 +69,107 @@ impl TempBlob {
         Ok(Self {
             file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
             path,
-            hasher: DigestHasher::new(Algorithm::Sha256),
+            hasher: Hashing::Inline(DigestHasher::new(Algorithm::Sha256)),
+            flusher: None,
+            unflushed: 0,
             len: 0,
         })
     }
 
-    /// Appends content.
+    /// Appends content, hashing it on the calling thread (for small writes).
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
-        self.hasher.update(data);
+        self.settle_hasher()?.update(data);
+        self.write_file(data)
+    }
+
+    /// Appends content, hashing it on a helper thread in parallel with the file write (for
+    /// large streams). Blocking.
+    pub fn write_bytes(&mut self, data: Bytes) -> Result<(), StoreError> {
+        if let Hashing::Inline(_) = self.hasher {
+            let Hashing::Inline(mut h) = std::mem::replace(&mut self.hasher, Hashing::Failed)
+            else {
+                unreachable!("matched above")
+            };
+            let (tx, rx) = mpsc::sync_channel::<Bytes>(HASH_QUEUE);
+            let thread = thread::Builder::new()
+                .name("shoal-hash".into())
+                .spawn(move || {
+                    while let Ok(chunk) = rx.recv() {
+                        h.update(&chunk);
+                    }
+                    h
+                })
+                .map_err(io_err("starting hash thread"))?;
+            self.hasher = Hashing::Background { tx, thread };
+        }
+        let Hashing::Background { tx, .. } = &self.hasher else {
+            return Err(hash_thread_died());
+        };
+        if tx.send(data.clone()).is_err() {
+            self.hasher = Hashing::Failed;
+            return Err(hash_thread_died());
+        }
+        self.write_file(&data)
+    }
+
+    fn write_file(&mut self, data: &[u8]) -> Result<(), StoreError> {
         self.writer()
             .write_all(data)
             .map_err(io_err("writing temp blob"))?;
         self.len += data.len() as u64;
+        self.unflushed += data.len() as u64;
+        if self.unflushed >= FLUSH_EVERY {
+            self.unflushed = 0;
+            self.flush_in_background()?;
+        }
         Ok(())
+    }
+
+    fn flush_in_background(&mut self) -> Result<(), StoreError> {
+        self.writer().flush().map_err(io_err("flushing temp blob"))?;
+        if self.flusher.is_none() {
+            let file = self
+                .writer()
+                .get_ref()
+                .try_clone()
+                .map_err(io_err("cloning temp blob handle"))?;
+            let (tx, rx) = mpsc::sync_channel::<()>(1);
+            let thread = thread::Builder::new()
+                .name("shoal-flush".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        // Best effort: the commit's own fsync is what guarantees durability.
+                        let _ = file.sync_data();
+                    }
+                })
+                .map_err(io_err("starting flush thread"))?;
+            self.flusher = Some(Flusher { tx, thread });
+        }
+        if let Some(f) = &self.flusher {
+            let _ = f.tx.try_send(());
+        }
+        Ok(())
+    }
+
+    /// Waits for the helper threads and returns the inline hasher state.
+    fn settle_hasher(&mut self) -> Result<&mut DigestHasher, StoreError> {
+        if let Some(f) = self.flusher.take() {
+            drop(f.tx);
+            let _ = f.thread.join();
+        }
+        match std::mem::replace(&mut self.hasher, Hashing::Failed) {
+            Hashing::Inline(h) => self.hasher = Hashing::Inline(h),
+            Hashing::Background { tx, thread } => {
+                drop(tx);
+                let h = thread.join().map_err(|_| hash_thread_died())?;
+                self.hasher = Hashing::Inline(h);
+            }
+            Hashing::Failed => return Err(hash_thread_died()),
+        }
+        match &mut self.hasher {
+            Hashing::Inline(h) => Ok(h),
+            _ => unreachable!("just set"),
+        }
     }
 
     /// Bytes written so far.
@@ -71,7 +191,7 @@ impl TempBlob {
     ) -> Result<(fs::File, PathBuf, u64), StoreError> {
         let mut file = self.take_file()?;
         let actual = if expected.algorithm() == Algorithm::Sha256 {
-            self.hasher.clone().finalize()
+            self.settle_hasher()?.clone().finalize()
         } else {
             rehash(&mut file, expected.algorithm()).map_err(io_err("re-hashing temp blob"))?
         };
@@ -107,6 +227,10 @@ impl TempBlob {
     fn writer(&mut self) -> &mut BufWriter<fs::File> {
         self.file.as_mut().expect("file present until consumed")
     }
+}
+
+fn hash_thread_died() -> StoreError {
+    io_err("hashing temp blob")(io::Error::other("hash thread failed"))
 }
 
 fn rehash(file: &mut fs::File, algorithm: Algorithm) -> io::Result<Digest> {
