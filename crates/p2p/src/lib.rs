@@ -1,0 +1,23 @@
+//! Shoal's swarm driver: the sans-IO [`shoal_engine`] run over the QUIC [`shoal_transport`] and
+//! the local piece store ([`shoal_store`]).
+//!
+//! One [`Swarm`] per host (agent or origin) owns the transport's accept loop and a map of
+//! active torrents. Each torrent is one task that owns its engine: peer events and timers go
+//! in, engine actions come out and are carried out by small tasks (dials, piece requests,
+//! piece serving), whose results come back to the torrent task as events. Nothing else touches
+//! the engine, so it needs no lock.
+//!
+//! Pieces are verified (SHA-256 against the metainfo) and written with positioned writes by
+//! the store as they land, off the async threads; the whole blob is checked before it is
+//! published.
+//!
+//! This crate is **not** the tracker client or an HTTP API: the agent announces and hands the
+//! peers it learns to [`TorrentHandle::add_peers`].
+
+mod source;
+mod swarm;
+mod torrent;
+
+pub use source::Source;
+pub use swarm::{Resolver, Swarm, SwarmConfig, SwarmStats};
+pub use torrent::{DownloadError, TorrentHandle, TorrentState};
