@@ -13,7 +13,7 @@ use shoal_core::{Digest, RepoName};
 
 use crate::blobs::{self, Blobs};
 use crate::error::ApiError;
-use crate::range::{RangeRequest, parse_content_range, parse_range};
+use shoal_runtime::range::{RangeRequest, parse_content_range, parse_range};
 use crate::sink::{self, SinkError};
 use crate::uploads::{UploadId, Uploads};
 

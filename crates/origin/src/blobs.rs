@@ -11,7 +11,7 @@ use shoal_core::{Digest, MetaInfo, MetaInfoBuilder, RepoName};
 use shoal_store::{BlobReader, BlobStore, READ_CHUNK, StoreError, TempBlob};
 
 use crate::error::ApiError;
-use crate::flight::SingleFlight;
+use shoal_runtime::flight::SingleFlight;
 use crate::sink;
 use crate::writeback::Writeback;
 

@@ -14,8 +14,6 @@ mod api;
 mod blobs;
 pub mod config;
 mod error;
-mod flight;
-mod range;
 mod sink;
 mod uploads;
 mod writeback;

@@ -6,13 +6,17 @@
 //!   `/readiness` and `/metrics` routes.
 //! * [`shutdown`]: SIGINT/SIGTERM → a `CancellationToken`, with a grace period to drain.
 //! * [`wait`]: waiting on a condition with a timeout, for tests and start-up probes.
+//! * [`flight`]: single-flight (concurrent callers for one key share one job) and [`range`]:
+//!   HTTP `Range`/`Content-Range` parsing, shared by the HTTP services.
 //!
 //! This crate knows nothing about blobs, peers or storage; services depend on it, never the
 //! reverse.
 
 pub mod admin;
 pub mod config;
+pub mod flight;
 pub mod metrics;
+pub mod range;
 pub mod shutdown;
 pub mod telemetry;
 pub mod wait;

@@ -4,7 +4,7 @@ use std::ops::Range;
 
 /// What a download's `Range` header asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RangeRequest {
+pub enum RangeRequest {
     /// No `Range` header: the whole blob, 200.
     Full,
     /// One satisfiable byte range: 206.
@@ -13,11 +13,11 @@ pub(crate) enum RangeRequest {
 
 /// The header cannot be satisfied for this size (or is malformed): 416.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Unsatisfiable;
+pub struct Unsatisfiable;
 
 /// Parses a single-range `bytes=` header (`a-b`, `a-`, `-n`) against a blob of `size` bytes.
 /// Multiple ranges are not supported and are refused like a malformed header.
-pub(crate) fn parse_range(header: Option<&str>, size: u64) -> Result<RangeRequest, Unsatisfiable> {
+pub fn parse_range(header: Option<&str>, size: u64) -> Result<RangeRequest, Unsatisfiable> {
     let Some(header) = header else {
         return Ok(RangeRequest::Full);
     };
@@ -57,7 +57,7 @@ pub(crate) fn parse_range(header: Option<&str>, size: u64) -> Result<RangeReques
 /// Parses an upload chunk's `Content-Range`: `<start>-<end>` (inclusive, as in the OCI
 /// distribution spec), optionally written `bytes <start>-<end>/<total or *>`. Returns the
 /// half-open range.
-pub(crate) fn parse_content_range(header: &str) -> Option<Range<u64>> {
+pub fn parse_content_range(header: &str) -> Option<Range<u64>> {
     let h = header.trim();
     let h = h.strip_prefix("bytes ").unwrap_or(h);
     let h = h.split_once('/').map_or(h, |(r, _)| r);

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 /// result. The job runs on its own task, so it finishes even if the caller that started it
 /// goes away (a client disconnecting does not cancel a fetch that others wait for).
 #[derive(Debug)]
-pub(crate) struct SingleFlight<K, V> {
+pub struct SingleFlight<K, V> {
     inflight: Arc<Mutex<HashMap<K, watch::Receiver<Option<V>>>>>,
 }
 
@@ -31,7 +31,7 @@ where
 {
     /// Returns the result of the job for `key`, starting `job` only if none is running;
     /// `None` if the job's task died without a result (it panicked).
-    pub(crate) async fn run<F, Fut>(&self, key: K, job: F) -> Option<V>
+    pub async fn run<F, Fut>(&self, key: K, job: F) -> Option<V>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = V> + Send + 'static,
@@ -61,9 +61,13 @@ where
     }
 
     /// Number of jobs running now.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.inflight.lock().len()
+    }
+
+    /// Whether no job is running.
+    pub fn is_empty(&self) -> bool {
+        self.inflight.lock().is_empty()
     }
 }
 
@@ -93,7 +97,7 @@ mod tests {
                     .await
             }));
         }
-        shoal_runtime::wait::wait_until(std::time::Duration::from_secs(5), "job started", || {
+        crate::wait::wait_until(std::time::Duration::from_secs(5), "job started", || {
             let n = runs.load(Ordering::SeqCst);
             async move { n == 1 }
         })
@@ -105,6 +109,7 @@ mod tests {
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert_eq!(flight.len(), 0);
+        assert!(flight.is_empty());
         // A later call runs again.
         assert_eq!(flight.run(7, || async { 43 }).await, Some(43));
     }
