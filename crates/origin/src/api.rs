@@ -13,9 +13,9 @@ use shoal_core::{Digest, RepoName};
 
 use crate::blobs::{self, Blobs};
 use crate::error::ApiError;
-use shoal_runtime::range::{RangeRequest, parse_content_range, parse_range};
 use crate::sink::{self, SinkError};
 use crate::uploads::{UploadId, Uploads};
+use shoal_runtime::range::{RangeRequest, parse_content_range, parse_range};
 
 /// The `Docker-Content-Digest` header, kept for compatibility with registry tooling.
 const DIGEST_HEADER: &str = "docker-content-digest";
@@ -24,11 +24,24 @@ const UPLOAD_ID_HEADER: &str = "upload-id";
 /// Content type of encoded metainfo.
 pub const METAINFO_CONTENT_TYPE: &str = "application/vnd.shoal.metainfo.v1";
 
+/// The metainfo response header naming the origin's peer id (64 hex characters).
+pub const PEER_ID_HEADER: &str = "shoal-peer-id";
+/// The metainfo response header naming the origin's peer address (`ip:port`).
+pub const PEER_ADDR_HEADER: &str = "shoal-peer-addr";
+
+/// Where this origin seeds, when it does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAdvert {
+    pub(crate) peer_id: shoal_core::PeerId,
+    pub(crate) addr: std::net::SocketAddr,
+}
+
 /// State shared by the handlers.
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) blobs: Arc<Blobs>,
     pub(crate) uploads: Uploads,
+    pub(crate) peer: Option<PeerAdvert>,
 }
 
 type S = State<Arc<AppState>>;
@@ -313,9 +326,16 @@ async fn metainfo_get(
     let ns = namespace(&ns)?;
     let d = digest(&d)?;
     let meta = st.blobs.metainfo(&ns, &d).await?;
-    Ok((
+    let mut resp = (
         [(header::CONTENT_TYPE, METAINFO_CONTENT_TYPE)],
         meta.encode(),
     )
-        .into_response())
+        .into_response();
+    // Tell the tracker where this origin seeds the torrent.
+    if let Some(peer) = &st.peer {
+        let h = resp.headers_mut();
+        h.insert(PEER_ID_HEADER, header_value(&peer.peer_id.to_string()));
+        h.insert(PEER_ADDR_HEADER, header_value(&peer.addr.to_string()));
+    }
+    Ok(resp)
 }

@@ -1,19 +1,20 @@
 //! The origin's blob logic, independent of HTTP: local hits, backend fetches on a miss
 //! (single-flight), verified commits with write-back, and metainfo generation.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use shoal_backend::{BackendRouter, ObjectKey};
-use shoal_core::{Digest, MetaInfo, MetaInfoBuilder, RepoName};
+use shoal_core::{Digest, InfoHash, MetaInfo, MetaInfoBuilder, RepoName};
 use shoal_store::{BlobReader, BlobStore, READ_CHUNK, StoreError, TempBlob};
 
 use crate::error::ApiError;
-use shoal_runtime::flight::SingleFlight;
 use crate::sink;
 use crate::writeback::Writeback;
+use shoal_runtime::flight::SingleFlight;
 
 /// Blob metrics.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +36,8 @@ pub(crate) struct Blobs {
     piece_length: u32,
     fetches: SingleFlight<Digest, Result<u64, ApiError>>,
     metainfos: SingleFlight<Digest, Result<Arc<MetaInfo>, ApiError>>,
+    /// Info hashes of the metainfo handed out, so peers asking for a torrent find its blob.
+    seeds: parking_lot::Mutex<HashMap<InfoHash, Digest>>,
     metrics: BlobMetrics,
 }
 
@@ -53,6 +56,7 @@ impl Blobs {
             piece_length,
             fetches: SingleFlight::default(),
             metainfos: SingleFlight::default(),
+            seeds: parking_lot::Mutex::default(),
             metrics,
         })
     }
@@ -219,12 +223,25 @@ impl Blobs {
     ) -> Result<Arc<MetaInfo>, ApiError> {
         let store = self.store.clone();
         let d = *digest;
-        if let Some(m) = blocking(move || store.read_metainfo(&d)).await? {
-            return Ok(Arc::new(m));
-        }
-        // Make sure the content is here (fetching it if needed) before hashing it.
-        drop(self.open(namespace, digest).await?);
-        self.generate_metainfo(*digest).await
+        let meta = match blocking(move || store.read_metainfo(&d)).await? {
+            Some(m) => Arc::new(m),
+            None => {
+                // Make sure the content is here (fetching it if needed) before hashing it.
+                drop(self.open(namespace, digest).await?);
+                self.generate_metainfo(*digest).await?
+            }
+        };
+        self.seeds.lock().insert(meta.info_hash(), *digest);
+        Ok(meta)
+    }
+
+    /// The blob behind a torrent this origin handed out metainfo for, if it is still cached:
+    /// its metainfo and an open reader. Blocking.
+    pub(crate) fn seed(&self, info_hash: &InfoHash) -> Option<(MetaInfo, BlobReader)> {
+        let digest = *self.seeds.lock().get(info_hash)?;
+        let meta = self.store.read_metainfo(&digest)?;
+        let reader = self.store.open_blob(&digest).ok()?;
+        Some((meta, reader))
     }
 
     fn spawn_metainfo(self: &Arc<Self>, digest: Digest) {

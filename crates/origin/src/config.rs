@@ -30,6 +30,8 @@ pub struct OriginConfig {
     pub writeback: WritebackConfig,
     /// Uploads in progress.
     pub uploads: UploadsConfig,
+    /// Seeding blobs to agents over the peer protocol.
+    pub p2p: P2pConfig,
     /// Logging.
     pub log: LogConfig,
     /// How long in-flight requests get to finish after a shutdown signal. Default `30s`.
@@ -47,6 +49,7 @@ impl Default for OriginConfig {
             backends: Vec::new(),
             writeback: WritebackConfig::default(),
             uploads: UploadsConfig::default(),
+            p2p: P2pConfig::default(),
             log: LogConfig::default(),
             shutdown_grace: Duration::from_secs(30),
         }
@@ -106,6 +109,39 @@ impl Default for WritebackConfig {
             concurrency: 4,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The `[p2p]` section: the origin seeds its blobs through the same swarm engine as agents
+/// (always complete, never dialling out).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pConfig {
+    /// Seed over the peer protocol. Default true.
+    pub enabled: bool,
+    /// The QUIC peer transport (listen address default `0.0.0.0:7601`, TLS, bandwidth caps).
+    pub transport: shoal_transport::TransportConfig,
+    /// The address agents should dial, sent to trackers with every metainfo
+    /// (`Shoal-Peer-Addr`). Default: the transport's bound address when it is a specific IP;
+    /// with an unspecified listen IP (`0.0.0.0`) and no `advertise_addr`, trackers do not hand
+    /// this origin out.
+    pub advertise_addr: Option<SocketAddr>,
+    /// A seeding torrent with no peer for this long is dropped. Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub seed_idle: Duration,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            transport: shoal_transport::TransportConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], 7601)),
+                ..shoal_transport::TransportConfig::default()
+            },
+            advertise_addr: None,
+            seed_idle: Duration::from_secs(300),
         }
     }
 }

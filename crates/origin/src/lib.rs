@@ -14,6 +14,7 @@ mod api;
 mod blobs;
 pub mod config;
 mod error;
+mod seed;
 mod sink;
 mod uploads;
 mod writeback;
@@ -32,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use api::METAINFO_CONTENT_TYPE;
+pub use api::{METAINFO_CONTENT_TYPE, PEER_ADDR_HEADER, PEER_ID_HEADER};
 pub use config::OriginConfig;
 
 /// Why an origin could not start.
@@ -58,6 +59,12 @@ pub enum StartError {
     /// The write-back queue could not be opened.
     #[error("cannot open write-back queue: {0}")]
     Writeback(std::io::Error),
+    /// The peer transport could not start.
+    #[error("cannot start the peer transport: {0}")]
+    Transport(#[from] shoal_transport::TransportError),
+    /// The peer id could not be read or created.
+    #[error("cannot read or create the peer id: {0}")]
+    PeerId(std::io::Error),
 }
 
 /// A bound origin, ready to [`run`](Origin::run).
@@ -69,6 +76,15 @@ pub struct Origin {
     writeback: writeback::Writeback,
     metrics: Metrics,
     readiness: Readiness,
+    p2p: Option<P2p>,
+}
+
+/// The bound peer transport, started in `run`.
+#[derive(Debug)]
+struct P2p {
+    transport: shoal_transport::Transport,
+    acceptor: shoal_transport::Acceptor,
+    config: shoal_p2p::SwarmConfig,
 }
 
 impl Origin {
@@ -171,9 +187,37 @@ impl Origin {
             config.piece_length,
             blob_metrics,
         );
+        let (p2p, peer) = if config.p2p.enabled {
+            let peer_id =
+                shoal_p2p::load_or_create_peer_id(&config.data_dir).map_err(StartError::PeerId)?;
+            let (transport, acceptor) =
+                shoal_transport::Transport::bind(config.p2p.transport.clone())?;
+            let bound = transport.local_addr();
+            let advertised = config
+                .p2p
+                .advertise_addr
+                .or_else(|| (!bound.ip().is_unspecified()).then_some(bound));
+            let swarm_config = shoal_p2p::SwarmConfig {
+                peer_id,
+                role: shoal_engine::Role::Origin,
+                engine: shoal_engine::EngineConfig::default(),
+                seed_idle: config.p2p.seed_idle,
+            };
+            (
+                Some(P2p {
+                    transport,
+                    acceptor,
+                    config: swarm_config,
+                }),
+                advertised.map(|addr| api::PeerAdvert { peer_id, addr }),
+            )
+        } else {
+            (None, None)
+        };
         let state = Arc::new(api::AppState {
             blobs,
             uploads: uploads::Uploads::new(config.uploads.idle_timeout),
+            peer,
         });
 
         let listener =
@@ -194,12 +238,18 @@ impl Origin {
             writeback,
             metrics,
             readiness: Readiness::default(),
+            p2p,
         })
     }
 
     /// The bound address of the HTTP API.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound address of the peer transport, if seeding is enabled.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.p2p.as_ref().map(|p| p.transport.local_addr())
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
@@ -209,6 +259,19 @@ impl Origin {
         let workers = shutdown.child_token();
         tasks.spawn(self.writeback.clone().run(workers.clone()));
         tasks.spawn(reap_uploads(Arc::clone(&self.state), workers.clone()));
+        let swarm = self.p2p.map(|p| {
+            let resolver = Arc::new(seed::OriginResolver(Arc::clone(&self.state.blobs)));
+            shoal_p2p::Swarm::start(
+                p.transport,
+                p.acceptor,
+                p.config,
+                Some(resolver),
+                workers.clone(),
+            )
+        });
+        if let Some(swarm) = &swarm {
+            tracing::info!(peer_addr = %swarm.local_addr(), "origin seeding over the peer protocol");
+        }
 
         let router = api::router(Arc::clone(&self.state))
             .merge(admin::routes(self.metrics.clone(), self.readiness.clone()));
@@ -217,6 +280,9 @@ impl Origin {
         let served = admin::serve(self.listener, router, shutdown.clone()).await;
         self.readiness.set(false);
         workers.cancel();
+        if let Some(swarm) = swarm {
+            swarm.closed().await;
+        }
         tasks.close();
         tasks.wait().await;
         tracing::info!(

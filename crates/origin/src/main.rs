@@ -21,6 +21,9 @@ struct Args {
     /// Data directory (overrides `data_dir`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Listen address of the peer (QUIC) transport (overrides `p2p.transport.listen`).
+    #[arg(long)]
+    peer_listen: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,9 @@ fn main() -> ExitCode {
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(addr) = args.peer_listen {
+        config.p2p.transport.listen = addr;
     }
     telemetry::init(&config.log);
     shutdown::run_until_signal(config.shutdown_grace, |token| async move {

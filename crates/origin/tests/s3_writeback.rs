@@ -18,6 +18,8 @@ fn origin_config(data_dir: &std::path::Path, port: u16) -> OriginConfig {
         r#"
 listen = "127.0.0.1:0"
 data_dir = "{}"
+[p2p.transport]
+listen = "127.0.0.1:0"
 [writeback]
 initial_backoff = "50ms"
 max_backoff = "300ms"

@@ -21,3 +21,20 @@ mod torrent;
 pub use source::Source;
 pub use swarm::{Resolver, Swarm, SwarmConfig, SwarmStats};
 pub use torrent::{DownloadError, TorrentHandle, TorrentState};
+
+/// Reads this host's peer id from `dir/peer_id`, creating a random one on first use, so a
+/// host keeps its identity (and its peers' view of it) across restarts.
+pub fn load_or_create_peer_id(dir: &std::path::Path) -> std::io::Result<shoal_core::PeerId> {
+    let path = dir.join("peer_id");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(id) = text.trim().parse()
+    {
+        return Ok(id);
+    }
+    let id = shoal_core::PeerId::from_bytes(rand::random());
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}

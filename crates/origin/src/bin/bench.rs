@@ -146,7 +146,13 @@ fn start_origin(bin: &Path) -> anyhow::Result<(OriginProc, String)> {
     std::fs::create_dir_all(&guard.dir).context("creating the data directory")?;
     let child = guard.child.insert(
         Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--peer-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(&guard.dir)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1") // plain `addr=…` in the log

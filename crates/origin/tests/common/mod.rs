@@ -30,6 +30,7 @@ pub fn config(data_dir: &Path) -> OriginConfig {
         data_dir: data_dir.to_owned(),
         ..OriginConfig::default()
     };
+    c.p2p.transport = shoal_transport::TransportConfig::localhost();
     c.writeback.initial_backoff = Duration::from_millis(50);
     c.writeback.max_backoff = Duration::from_millis(200);
     c
