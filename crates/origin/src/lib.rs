@@ -21,6 +21,7 @@ mod writeback;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -271,6 +272,20 @@ impl Origin {
         });
         if let Some(swarm) = &swarm {
             tracing::info!(peer_addr = %swarm.local_addr(), "origin seeding over the peer protocol");
+            let up = self.metrics.register(
+                "p2p_uploaded_bytes",
+                "Piece bytes sent to peers",
+                Gauge::<u64, AtomicU64>::default(),
+            );
+            let swarm = swarm.clone();
+            self.metrics.on_scrape(move || {
+                up.set(
+                    swarm
+                        .stats()
+                        .uploaded
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                );
+            });
         }
 
         let router = api::router(Arc::clone(&self.state))

@@ -1,0 +1,156 @@
+//! The agent's configuration file (`shoal-agent --config agent.toml`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use shoal_engine::{EngineConfig, PiecePolicy};
+use shoal_runtime::telemetry::LogConfig;
+use shoal_transport::TransportConfig;
+
+/// Everything an agent needs. Every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Address of the local HTTP API, health and metrics. Default `127.0.0.1:7300`: the API is
+    /// for the host's own container runtime.
+    pub listen: SocketAddr,
+    /// Blob cache, partial downloads and the peer id. Default `/var/lib/shoal/agent`.
+    pub data_dir: PathBuf,
+    /// The tracker's gRPC URL. Default `http://127.0.0.1:7200`.
+    pub tracker: String,
+    /// The IP address peers should dial, sent with announces. Default: none, and the tracker
+    /// uses the address the announce came from.
+    pub advertise_ip: Option<IpAddr>,
+    /// The QUIC peer transport (listen address default `0.0.0.0:7602`, TLS, bandwidth caps).
+    pub transport: TransportConfig,
+    /// Swarm engine policy.
+    pub engine: EngineSection,
+    /// Keep seeding a blob for this long after it completes. Default `10m`.
+    #[serde(with = "humantime_serde")]
+    pub seed_time: Duration,
+    /// Bytes of blobs the cache may hold (evicted LRU above 90%, down to 80%). Default 50 GiB.
+    pub cache_capacity_bytes: u64,
+    /// Logging.
+    pub log: LogConfig,
+    /// How long in-flight requests get after a shutdown signal. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
+            data_dir: PathBuf::from("/var/lib/shoal/agent"),
+            tracker: "http://127.0.0.1:7200".to_owned(),
+            advertise_ip: None,
+            transport: TransportConfig::default(),
+            engine: EngineSection::default(),
+            seed_time: Duration::from_secs(600),
+            cache_capacity_bytes: 50 << 30,
+            log: LogConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The `[engine]` section; see `shoal_engine::EngineConfig` for what each knob does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSection {
+    /// Peers per torrent. Default 10.
+    pub max_connections: usize,
+    /// Outstanding piece requests per agent connection. Default 4.
+    pub pipeline_depth: usize,
+    /// Outstanding piece requests per origin connection. Default 8.
+    pub origin_pipeline_depth: usize,
+    /// Missing pieces at which endgame starts. Default 8.
+    pub endgame_threshold: u32,
+    /// `rarest-first` (default) or `random`.
+    pub piece_policy: PiecePolicyName,
+    /// Shortest piece request timeout. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout_min: Duration,
+    /// Connections with no piece traffic for this long close. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long a peer that failed a handshake or sent a bad piece is avoided. Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub blacklist_duration: Duration,
+}
+
+/// Piece policy names in config files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PiecePolicyName {
+    /// Rarest first.
+    #[default]
+    RarestFirst,
+    /// Uniformly random.
+    Random,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        let d = EngineConfig::default();
+        Self {
+            max_connections: d.max_connections,
+            pipeline_depth: d.pipeline_depth,
+            origin_pipeline_depth: d.origin_pipeline_depth,
+            endgame_threshold: d.endgame_threshold,
+            piece_policy: PiecePolicyName::RarestFirst,
+            request_timeout_min: d.request_timeout_min,
+            idle_timeout: d.idle_timeout,
+            blacklist_duration: d.blacklist_duration,
+        }
+    }
+}
+
+impl EngineSection {
+    /// The engine settings these stand for.
+    pub fn to_engine(&self, seed: u64) -> EngineConfig {
+        EngineConfig {
+            max_connections: self.max_connections,
+            pipeline_depth: self.pipeline_depth,
+            origin_pipeline_depth: self.origin_pipeline_depth,
+            endgame_threshold: self.endgame_threshold,
+            piece_policy: match self.piece_policy {
+                PiecePolicyName::RarestFirst => PiecePolicy::RarestFirst,
+                PiecePolicyName::Random => PiecePolicy::Random,
+            },
+            request_timeout_min: self.request_timeout_min,
+            idle_timeout: self.idle_timeout,
+            blacklist_duration: self.blacklist_duration,
+            seed,
+            ..EngineConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_keys() {
+        let c: AgentConfig = shoal_runtime::config::parse("").unwrap();
+        assert_eq!(c.listen.port(), 7300);
+        assert_eq!(c.engine.max_connections, 10);
+        let c: AgentConfig = shoal_runtime::config::parse(
+            "tracker = \"http://t:1\"\nseed_time = \"1m\"\n[engine]\npiece_policy = \"random\"\n[transport.bandwidth]\ningress_bytes_per_sec = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(c.engine.to_engine(1).piece_policy, PiecePolicy::Random);
+        assert_eq!(c.transport.bandwidth.ingress_bytes_per_sec, Some(1000));
+        assert!(shoal_runtime::config::parse::<AgentConfig>("[engine]\ndepth = 3\n").is_err());
+    }
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let text = include_str!("../../../deploy/config/agent.toml");
+        let c: AgentConfig = shoal_runtime::config::parse(text).unwrap();
+        assert_eq!(c.engine.pipeline_depth, 4);
+    }
+}

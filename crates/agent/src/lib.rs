@@ -1,0 +1,183 @@
+//! The Shoal agent: one per host. It fetches blobs as torrents from peers and origins over
+//! QUIC, seeds what it has for a while, and serves blobs on a local HTTP API.
+//!
+//! On `GET /v1/namespaces/{ns}/blobs/{digest}` it gets the blob's metainfo from the tracker,
+//! opens (or resumes) a piece-wise download in its store, starts the torrent in its
+//! [`shoal_p2p::Swarm`], announces it to the tracker on its own task (torrents never wait for
+//! each other's announces), and answers once the whole blob is verified. Concurrent requests
+//! for one blob share one download.
+//!
+//! This crate is **not** the registry front end (that comes with the registry issue) nor a
+//! tracker: it only talks to one.
+
+mod api;
+pub mod config;
+mod downloads;
+mod error;
+
+use std::net::SocketAddr;
+
+use shoal_p2p::{Swarm, SwarmConfig};
+use shoal_runtime::admin::{self, Readiness};
+use shoal_runtime::metrics::Metrics;
+use shoal_store::{BlobStore, StoreConfig};
+use shoal_transport::{Acceptor, Transport};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::AgentConfig;
+
+/// Why an agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is inconsistent.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The HTTP listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the blob store: {0}")]
+    Store(#[from] shoal_store::StoreError),
+    /// The peer transport could not start.
+    #[error("cannot start the peer transport: {0}")]
+    Transport(#[from] shoal_transport::TransportError),
+    /// The peer id could not be read or created.
+    #[error("cannot read or create the peer id: {0}")]
+    PeerId(std::io::Error),
+}
+
+/// A bound agent, ready to [`run`](Agent::run).
+#[derive(Debug)]
+pub struct Agent {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    transport: Transport,
+    acceptor: Acceptor,
+    store: BlobStore,
+    config: AgentConfig,
+    peer_id: shoal_core::PeerId,
+}
+
+impl Agent {
+    /// Opens the store, binds the HTTP listener and the peer transport (port 0 works).
+    /// Spawns nothing.
+    pub async fn bind(config: AgentConfig) -> Result<Self, StartError> {
+        let endpoint = tonic::transport::Endpoint::from_shared(config.tracker.clone())
+            .map_err(|e| StartError::Config(format!("tracker url {:?}: {e}", config.tracker)))?;
+        drop(endpoint);
+        let peer_id =
+            shoal_p2p::load_or_create_peer_id(&config.data_dir).map_err(StartError::PeerId)?;
+        let store_dir = config.data_dir.join("cache");
+        let store_config = StoreConfig {
+            capacity_bytes: config.cache_capacity_bytes,
+            ..StoreConfig::default()
+        };
+        let store = tokio::task::spawn_blocking(move || BlobStore::open(&store_dir, store_config))
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))??;
+        let (transport, acceptor) = Transport::bind(config.transport.clone())?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            local_addr,
+            transport,
+            acceptor,
+            store,
+            config,
+            peer_id,
+        })
+    }
+
+    /// The HTTP API's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The peer transport's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.transport.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled; then announces `STOPPED` for its torrents and
+    /// closes its peer connections.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let workers = shutdown.child_token();
+        let seed = u64::from_be_bytes(
+            self.peer_id.as_bytes()[..8]
+                .try_into()
+                .expect("32-byte peer id"),
+        );
+        let swarm = Swarm::start(
+            self.transport,
+            self.acceptor,
+            SwarmConfig {
+                peer_id: self.peer_id,
+                role: shoal_engine::Role::Agent,
+                engine: self.config.engine.to_engine(seed),
+                seed_idle: self.config.seed_time,
+            },
+            None,
+            workers.clone(),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(self.config.tracker.clone())?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect_lazy();
+        let tracker = shoal_tracker::proto::tracker_client::TrackerClient::new(channel);
+        let downloads = downloads::Downloads::new(
+            self.store,
+            swarm.clone(),
+            tracker,
+            self.config.advertise_ip,
+            self.config.seed_time,
+            workers.clone(),
+        );
+        let metrics = Metrics::new("shoal_agent");
+        register_swarm_metrics(&metrics, &swarm);
+        let readiness = Readiness::default();
+        let router = api::router(downloads).merge(admin::routes(metrics, readiness.clone()));
+        readiness.set(true);
+        tracing::info!(addr = %self.local_addr, peer_addr = %swarm.local_addr(), peer_id = %self.peer_id, "agent listening");
+        let served = admin::serve(self.listener, router, shutdown.clone()).await;
+        readiness.set(false);
+        workers.cancel();
+        swarm.closed().await;
+        served.map_err(Into::into)
+    }
+}
+
+/// Exposes the swarm's byte counters as `<prefix>_p2p_{downloaded,uploaded}_bytes`.
+fn register_swarm_metrics(metrics: &Metrics, swarm: &Swarm) {
+    use prometheus_client::metrics::gauge::Gauge;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let down = metrics.register(
+        "p2p_downloaded_bytes",
+        "Piece bytes received from peers and stored",
+        Gauge::<u64, AtomicU64>::default(),
+    );
+    let up = metrics.register(
+        "p2p_uploaded_bytes",
+        "Piece bytes sent to peers",
+        Gauge::<u64, AtomicU64>::default(),
+    );
+    let swarm = swarm.clone();
+    metrics.on_scrape(move || {
+        down.set(swarm.stats().downloaded.load(Ordering::Relaxed));
+        up.set(swarm.stats().uploaded.load(Ordering::Relaxed));
+    });
+}
