@@ -279,12 +279,7 @@ impl Origin {
             );
             let swarm = swarm.clone();
             self.metrics.on_scrape(move || {
-                up.set(
-                    swarm
-                        .stats()
-                        .uploaded
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                );
+                up.set(swarm.stats().uploaded.load(Ordering::Relaxed));
             });
         }
 
