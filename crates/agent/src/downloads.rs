@@ -177,8 +177,8 @@ impl Downloads {
             _ => (false, 0),
         };
         AnnounceRequest {
-            info_hash: handle.info_hash().as_bytes().to_vec().into(),
-            peer_id: self.swarm.peer_id().as_bytes().to_vec().into(),
+            info_hash: handle.info_hash().as_bytes().to_vec(),
+            peer_id: self.swarm.peer_id().as_bytes().to_vec(),
             ip: self
                 .advertise_ip
                 .map(|ip| ip.to_string())

@@ -290,8 +290,8 @@ async fn malicious_peer_is_detected_and_excluded() {
     let mut tracker = shoal_tracker::proto::tracker_client::TrackerClient::new(channel);
     tracker
         .announce(shoal_tracker::proto::AnnounceRequest {
-            info_hash: meta.info_hash().as_bytes().to_vec().into(),
-            peer_id: liar_id.as_bytes().to_vec().into(),
+            info_hash: meta.info_hash().as_bytes().to_vec(),
+            peer_id: liar_id.as_bytes().to_vec(),
             ip: "127.0.0.1".into(),
             port: u32::from(liar.local_addr().port()),
             bytes_done: data.len() as u64,

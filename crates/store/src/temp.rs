@@ -126,7 +126,9 @@ impl TempBlob {
     }
 
     fn flush_in_background(&mut self) -> Result<(), StoreError> {
-        self.writer().flush().map_err(io_err("flushing temp blob"))?;
+        self.writer()
+            .flush()
+            .map_err(io_err("flushing temp blob"))?;
         if self.flusher.is_none() {
             let file = self
                 .writer()

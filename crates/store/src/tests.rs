@@ -206,7 +206,9 @@ fn parallel_hashing_and_background_flush_give_the_same_digest() {
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::open(dir.path(), StoreConfig::default()).unwrap();
     // Past the 64 MiB background-flush threshold, in uneven chunks, mixing both write paths.
-    let data: Vec<u8> = (0..(70 << 20) + 5).map(|i: usize| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..(70 << 20) + 5)
+        .map(|i: usize| (i % 251) as u8)
+        .collect();
     let d = Digest::compute(Algorithm::Sha256, &data);
     let mut t = store.create_temp().unwrap();
     let (head, rest) = data.split_at(1000);
@@ -219,5 +221,8 @@ fn parallel_hashing_and_background_flush_give_the_same_digest() {
     let mut t = store.create_temp().unwrap();
     t.write_bytes(bytes::Bytes::from_static(b"abc")).unwrap();
     let wrong = Digest::compute(Algorithm::Sha256, b"abd");
-    assert!(matches!(store.commit(t, &wrong), Err(StoreError::DigestMismatch(_))));
+    assert!(matches!(
+        store.commit(t, &wrong),
+        Err(StoreError::DigestMismatch(_))
+    ));
 }

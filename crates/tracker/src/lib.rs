@@ -10,6 +10,15 @@
 //!   or else from the configured origins (tried in order, failing over on errors and 404s).
 //!   Fetched metainfo is decoded and its digest checked before it is cached, and concurrent
 //!   lookups of one digest share a single origin request.
+//! * **Origin peers**: an origin that seeds over the peer protocol answers the metainfo request
+//!   with [`ORIGIN_PEER_ID_HEADER`] and [`ORIGIN_PEER_ADDR_HEADER`]. The tracker then records
+//!   that origin as a peer of the torrent (`is_origin`, `complete`) and includes it in every
+//!   announce handout for that info hash, in the origins class and within `max_peers`, for as
+//!   long as the metainfo stays cached: it never expires on a TTL and goes when the cache
+//!   entry is evicted. Agents look metainfo up before announcing, so by their first announce
+//!   the tracker knows the origin. Missing or invalid headers only mean no origin peer (logged
+//!   at debug); the metainfo is served all the same. An origin that also announces itself is
+//!   handed out once, as announced.
 //!
 //! Announces from one agent for many torrents are independent unary RPCs: nothing serialises
 //! them on the server (no global lock, and no lock is held across an `.await`), so an agent
@@ -22,6 +31,7 @@
 //! This crate is **not** a peer and never touches blob data; it does not persist its tables,
 //! and it does not yet place blobs on origins with a hash ring (it tries `origins` in order).
 
+mod cache;
 pub mod config;
 mod flight;
 mod metainfo;
@@ -40,6 +50,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::TrackerConfig;
+
+/// Metainfo response header of an origin that seeds over the peer protocol: its peer id, as
+/// 64 hex characters. Sent together with [`ORIGIN_PEER_ADDR_HEADER`].
+pub const ORIGIN_PEER_ID_HEADER: &str = "shoal-peer-id";
+
+/// Metainfo response header of an origin that seeds over the peer protocol: the `ip:port`
+/// where it accepts swarm connections (IPv6 bracketed, as in `[::1]:7101`). Sent together with
+/// [`ORIGIN_PEER_ID_HEADER`].
+pub const ORIGIN_PEER_ADDR_HEADER: &str = "shoal-peer-addr";
 
 /// The tracker's gRPC messages, server and client, generated from `proto/tracker.proto`
 /// (package `shoal.tracker.v1`). Agents use [`proto::tracker_client::TrackerClient`].

@@ -1,6 +1,10 @@
 //! Metainfo lookup: a bounded LRU cache in front of the origins, one fetch per digest at a time.
+//!
+//! An origin that seeds over the peer protocol says so in its metainfo response
+//! ([`ORIGIN_PEER_ID_HEADER`], [`ORIGIN_PEER_ADDR_HEADER`]); the tracker caches that origin as
+//! a peer of the torrent next to the metainfo, and announces hand it out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,9 +12,13 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use reqwest::StatusCode;
-use shoal_core::{Digest, MetaInfo, RepoName};
+use reqwest::header::HeaderMap;
+use shoal_core::{Digest, InfoHash, MetaInfo, PeerId, RepoName};
+use shoal_engine::handout::PeerEntry;
 
+use crate::cache::{Entry, MetaCache};
 use crate::flight::SingleFlight;
+use crate::{ORIGIN_PEER_ADDR_HEADER, ORIGIN_PEER_ID_HEADER};
 
 /// Largest metainfo accepted from an origin. 32 bytes per piece: 16 MiB covers half a million
 /// pieces (2 TiB at the default 4 MiB pieces).
@@ -45,7 +53,7 @@ pub(crate) struct LookupMetrics {
 pub(crate) struct MetaInfoSource {
     origins: Arc<[String]>,
     http: reqwest::Client,
-    cache: Arc<Mutex<Lru>>,
+    cache: Arc<Mutex<MetaCache>>,
     /// Keyed by namespace too: the origin resolves a blob through its namespace, so a lookup
     /// under a wrong namespace must not hand its 404 to a concurrent lookup under the right one.
     flight: SingleFlight<(RepoName, Digest), Result<Bytes, LookupError>>,
@@ -70,7 +78,7 @@ impl MetaInfoSource {
         Ok(Self {
             origins,
             http,
-            cache: Arc::new(Mutex::new(Lru::new(cache_size))),
+            cache: Arc::new(Mutex::new(MetaCache::new(cache_size))),
             flight: SingleFlight::default(),
             metrics,
         })
@@ -79,6 +87,12 @@ impl MetaInfoSource {
     /// Entries in the cache.
     pub(crate) fn cached(&self) -> usize {
         self.cache.lock().len()
+    }
+
+    /// The origin that seeds torrent `info_hash`, learned when its metainfo was fetched; `None`
+    /// if that metainfo is not cached (never fetched, or evicted) or its origin does not seed.
+    pub(crate) fn origin_peer(&self, info_hash: &InfoHash) -> Option<PeerEntry> {
+        self.cache.lock().origin_peer(info_hash)
     }
 
     /// The encoded metainfo of `digest`, fetched via `ns` on a cache miss. Concurrent misses
@@ -113,7 +127,7 @@ impl MetaInfoSource {
 struct Fetch {
     origins: Arc<[String]>,
     http: reqwest::Client,
-    cache: Arc<Mutex<Lru>>,
+    cache: Arc<Mutex<MetaCache>>,
     metrics: LookupMetrics,
     ns: RepoName,
     digest: Digest,
@@ -132,9 +146,11 @@ impl Fetch {
         for origin in self.origins.iter() {
             self.metrics.origin_requests.inc();
             match self.ask_origin(origin).await {
-                Ok(Some(bytes)) => {
-                    // Cached before the flight ends, so no later caller refetches.
-                    self.cache.lock().insert(self.digest, bytes.clone());
+                Ok(Some(entry)) => {
+                    let bytes = entry.metainfo.clone();
+                    // Cached before the flight ends, so no later caller refetches, and before
+                    // the caller can announce, so the origin peer is handed out at once.
+                    self.cache.lock().insert(self.digest, entry);
                     return Ok(bytes);
                 }
                 Ok(None) => {
@@ -154,7 +170,7 @@ impl Fetch {
     }
 
     /// `Ok(None)` on a 404; `Err` describes any other failure.
-    async fn ask_origin(&self, origin: &str) -> Result<Option<Bytes>, String> {
+    async fn ask_origin(&self, origin: &str) -> Result<Option<Entry>, String> {
         let url = format!(
             "{origin}/v1/namespace/{}/blobs/{}/metainfo",
             self.ns.as_str().replace('/', "%2F"),
@@ -171,6 +187,7 @@ impl Fetch {
             StatusCode::NOT_FOUND => return Ok(None),
             other => return Err(format!("{origin}: status {other}")),
         }
+        let seeds = parse_origin_peer(resp.headers());
         if resp
             .content_length()
             .is_some_and(|n| n > MAX_METAINFO_BYTES as u64)
@@ -197,86 +214,153 @@ impl Fetch {
                 self.digest
             ));
         }
-        Ok(Some(body))
+        let origin_peer = match seeds {
+            Ok(Some((peer_id, addr))) => {
+                tracing::debug!(%origin, digest = %self.digest, %peer_id, %addr, "origin seeds");
+                Some(PeerEntry {
+                    peer_id,
+                    addr,
+                    complete: true,
+                    is_origin: true,
+                    bytes_done: meta.layout().blob_len(),
+                })
+            }
+            Ok(None) => {
+                tracing::debug!(%origin, digest = %self.digest, "origin does not seed (no peer headers)");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(%origin, digest = %self.digest, error = %e, "ignoring the origin's invalid peer headers");
+                None
+            }
+        };
+        Ok(Some(Entry {
+            metainfo: body,
+            info_hash: meta.info_hash(),
+            origin_peer,
+        }))
     }
 }
 
-/// A least-recently-used map of digest → encoded metainfo with a fixed entry capacity.
-#[derive(Debug)]
-struct Lru {
-    capacity: usize,
-    tick: u64,
-    entries: HashMap<Digest, (Bytes, u64)>,
-    /// Last-use tick → digest, oldest first.
-    order: BTreeMap<u64, Digest>,
-}
-
-impl Lru {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            tick: 0,
-            entries: HashMap::new(),
-            order: BTreeMap::new(),
+/// The origin's swarm identity from its metainfo response headers: `Ok(None)` when it sent
+/// neither header (it does not seed), `Err` when a header is missing, repeated or invalid.
+/// The address must name a concrete host and port (no `0.0.0.0`, `::` or port 0).
+fn parse_origin_peer(headers: &HeaderMap) -> Result<Option<(PeerId, SocketAddr)>, String> {
+    let one = |name: &str| -> Result<Option<&str>, String> {
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(format!("{name} sent more than once"));
         }
+        value
+            .to_str()
+            .map(|v| Some(v.trim()))
+            .map_err(|_| format!("{name} is not text"))
+    };
+    let (id, addr) = match (one(ORIGIN_PEER_ID_HEADER)?, one(ORIGIN_PEER_ADDR_HEADER)?) {
+        (None, None) => return Ok(None),
+        (Some(id), Some(addr)) => (id, addr),
+        (Some(_), None) => return Err(format!("{ORIGIN_PEER_ADDR_HEADER} is missing")),
+        (None, Some(_)) => return Err(format!("{ORIGIN_PEER_ID_HEADER} is missing")),
+    };
+    if id.len() != 64 {
+        return Err(format!(
+            "{ORIGIN_PEER_ID_HEADER} {id:?} is not 64 hex characters"
+        ));
     }
-
-    fn len(&self) -> usize {
-        self.entries.len()
+    let peer_id: PeerId = id
+        .parse()
+        .map_err(|e| format!("{ORIGIN_PEER_ID_HEADER} {id:?}: {e}"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("{ORIGIN_PEER_ADDR_HEADER} {addr:?} is not an ip:port"))?;
+    if addr.ip().is_unspecified() || addr.port() == 0 {
+        return Err(format!(
+            "{ORIGIN_PEER_ADDR_HEADER} {addr} is not a reachable address"
+        ));
     }
-
-    fn next_tick(&mut self) -> u64 {
-        self.tick += 1;
-        self.tick
-    }
-
-    fn get(&mut self, key: &Digest) -> Option<Bytes> {
-        let tick = self.next_tick();
-        let (value, used) = self.entries.get_mut(key)?;
-        self.order.remove(used);
-        *used = tick;
-        self.order.insert(tick, *key);
-        Some(value.clone())
-    }
-
-    fn insert(&mut self, key: Digest, value: Bytes) {
-        let tick = self.next_tick();
-        if let Some((_, old)) = self.entries.insert(key, (value, tick)) {
-            self.order.remove(&old);
-        }
-        self.order.insert(tick, key);
-        while self.entries.len() > self.capacity {
-            let Some((_, oldest)) = self.order.pop_first() else {
-                break;
-            };
-            self.entries.remove(&oldest);
-        }
-    }
+    Ok(Some((
+        peer_id,
+        SocketAddr::new(addr.ip().to_canonical(), addr.port()),
+    )))
 }
 
 #[cfg(test)]
 mod tests {
-    use shoal_core::Algorithm;
+    use reqwest::header::HeaderValue;
 
     use super::*;
 
-    fn d(n: u8) -> Digest {
-        Digest::compute(Algorithm::Sha256, &[n])
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
     }
 
     #[test]
-    fn lru_evicts_least_recently_used() {
-        let mut lru = Lru::new(2);
-        lru.insert(d(1), Bytes::from_static(b"1"));
-        lru.insert(d(2), Bytes::from_static(b"2"));
-        assert_eq!(lru.get(&d(1)).as_deref(), Some(&b"1"[..]));
-        lru.insert(d(3), Bytes::from_static(b"3"));
-        assert_eq!(lru.len(), 2);
-        assert!(lru.get(&d(2)).is_none(), "2 was least recently used");
-        assert!(lru.get(&d(1)).is_some() && lru.get(&d(3)).is_some());
-        lru.insert(d(3), Bytes::from_static(b"3b"));
-        assert_eq!(lru.len(), 2);
-        assert_eq!(lru.order.len(), 2);
-        assert_eq!(lru.get(&d(3)).as_deref(), Some(&b"3b"[..]));
+    fn origin_peer_headers() {
+        let id = "ab".repeat(32);
+        let ok = |addr: &str| {
+            parse_origin_peer(&headers(&[
+                ("shoal-peer-id", &id),
+                ("Shoal-Peer-Addr", addr),
+            ]))
+            .unwrap()
+            .unwrap()
+        };
+        let (peer, addr) = ok("127.0.0.1:7101");
+        assert_eq!(peer, PeerId::from_bytes([0xab; 32]));
+        assert_eq!(addr, "127.0.0.1:7101".parse().unwrap());
+        assert_eq!(ok("[::1]:7101").1, "[::1]:7101".parse().unwrap());
+        assert_eq!(
+            ok(" [::ffff:10.0.0.1]:80 ").1,
+            "10.0.0.1:80".parse().unwrap()
+        );
+        assert_eq!(ok("10.0.0.1:80").0.to_string(), id);
+        // Uppercase hex names the same id.
+        let upper = parse_origin_peer(&headers(&[
+            ("shoal-peer-id", &id.to_uppercase()),
+            ("shoal-peer-addr", "10.0.0.1:80"),
+        ]));
+        assert_eq!(upper.unwrap().unwrap().0, peer);
+
+        assert_eq!(parse_origin_peer(&HeaderMap::new()), Ok(None));
+        let bad: [&[(&str, &str)]; 11] = [
+            &[("shoal-peer-id", &id)],
+            &[("shoal-peer-addr", "10.0.0.1:80")],
+            &[
+                ("shoal-peer-id", "abcd"),
+                ("shoal-peer-addr", "10.0.0.1:80"),
+            ],
+            &[
+                ("shoal-peer-id", &"zz".repeat(32)),
+                ("shoal-peer-addr", "10.0.0.1:80"),
+            ],
+            &[
+                ("shoal-peer-id", &"a".repeat(65)),
+                ("shoal-peer-addr", "10.0.0.1:80"),
+            ],
+            &[("shoal-peer-id", &id), ("shoal-peer-addr", "10.0.0.1")],
+            &[("shoal-peer-id", &id), ("shoal-peer-addr", "::1:7101")],
+            &[
+                ("shoal-peer-id", &id),
+                ("shoal-peer-addr", "origin.example:7101"),
+            ],
+            &[("shoal-peer-id", &id), ("shoal-peer-addr", "0.0.0.0:7101")],
+            &[("shoal-peer-id", &id), ("shoal-peer-addr", "10.0.0.1:0")],
+            &[
+                ("shoal-peer-id", &id),
+                ("shoal-peer-addr", "10.0.0.1:80"),
+                ("shoal-peer-addr", "10.0.0.2:80"),
+            ],
+        ];
+        for pairs in bad {
+            let got = parse_origin_peer(&headers(pairs));
+            assert!(got.is_err(), "{pairs:?} gave {got:?}");
+        }
     }
 }

@@ -22,11 +22,14 @@ pub(crate) struct PeerTables {
 
 impl PeerTables {
     /// Records (or refreshes) `entry` in `torrent` until `expires`, then returns up to `limit`
-    /// other live peers of the torrent chosen by the handout policy.
+    /// other live peers of the torrent chosen by the handout policy. `pinned` peers (the
+    /// torrent's seeding origins, known from its metainfo) are candidates too without being
+    /// stored; a pinned peer that is also in the table is taken as announced.
     pub(crate) fn announce(
         &self,
         torrent: InfoHash,
         entry: PeerEntry,
+        pinned: &[PeerEntry],
         expires: Instant,
         now: Instant,
         limit: usize,
@@ -35,11 +38,15 @@ impl PeerTables {
         let candidates: Vec<PeerEntry> = {
             let mut peers = self.torrents.entry(torrent).or_default();
             peers.insert(requester, Stored { entry, expires });
-            peers
+            let live = peers
                 .values()
                 .filter(|s| s.expires > now)
-                .map(|s| s.entry.clone())
-                .collect()
+                .map(|s| s.entry.clone());
+            let extra = pinned
+                .iter()
+                .filter(|p| peers.get(&p.peer_id).is_none_or(|s| s.expires <= now))
+                .cloned();
+            live.chain(extra).collect()
         };
         // Shard lock released: the shuffle runs without blocking other announces.
         handout(&candidates, &requester, limit, &mut rand::rng())
@@ -103,14 +110,14 @@ mod tests {
         let now = Instant::now();
         let soon = now + Duration::from_secs(1);
         let later = now + Duration::from_secs(10);
-        assert!(t.announce(h, entry(1), soon, now, 10).is_empty());
-        assert_eq!(t.announce(h, entry(2), later, now, 10), vec![entry(1)]);
-        assert!(t.announce(h2, entry(1), later, now, 10).is_empty());
+        assert!(t.announce(h, entry(1), &[], soon, now, 10).is_empty());
+        assert_eq!(t.announce(h, entry(2), &[], later, now, 10), vec![entry(1)]);
+        assert!(t.announce(h2, entry(1), &[], later, now, 10).is_empty());
         assert_eq!((t.torrent_count(), t.peer_count()), (2, 3));
 
         // Peer 1 expired in `h`: not handed out even before a sweep.
         let after = now + Duration::from_secs(2);
-        assert!(t.announce(h, entry(2), later, after, 10).is_empty());
+        assert!(t.announce(h, entry(2), &[], later, after, 10).is_empty());
         assert_eq!(t.sweep(after), 1);
         assert_eq!((t.torrent_count(), t.peer_count()), (2, 2));
 
@@ -121,5 +128,39 @@ mod tests {
         t.remove(&h2, &entry(9).peer_id);
         assert_eq!(t.sweep(now + Duration::from_secs(60)), 1);
         assert_eq!((t.torrent_count(), t.peer_count()), (0, 0));
+    }
+
+    #[test]
+    fn pinned_peers_are_handed_out_but_not_stored() {
+        let t = PeerTables::default();
+        let h = InfoHash::from_bytes([1; 32]);
+        let now = Instant::now();
+        let later = now + Duration::from_secs(10);
+        let origin = PeerEntry {
+            complete: true,
+            is_origin: true,
+            ..entry(50)
+        };
+        let pinned = [origin.clone()];
+        assert_eq!(t.announce(h, entry(1), &pinned, later, now, 10), pinned);
+        assert_eq!(t.peer_count(), 1, "the pinned origin is not stored");
+        // It counts toward the limit, in the origins class: after seeders.
+        let seeder = PeerEntry {
+            complete: true,
+            ..entry(2)
+        };
+        t.announce(h, seeder.clone(), &pinned, later, now, 10);
+        assert_eq!(t.announce(h, entry(3), &pinned, later, now, 1), [seeder]);
+        let got = t.announce(h, entry(3), &pinned, later, now, 2);
+        assert_eq!(got[1], origin);
+        // The origin itself is not handed itself.
+        let got = t.announce(h, origin.clone(), &pinned, later, now, 10);
+        assert!(got.iter().all(|p| p.peer_id != origin.peer_id), "{got:?}");
+        // Now it is in the table too (it announced): handed out once, as announced.
+        let got = t.announce(h, entry(4), &pinned, later, now, 10);
+        assert_eq!(
+            got.iter().filter(|p| p.peer_id == origin.peer_id).count(),
+            1
+        );
     }
 }

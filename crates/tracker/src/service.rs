@@ -57,10 +57,13 @@ impl tracker_server::Tracker for TrackerService {
                 interval_ms,
             }));
         }
+        // Looked up before the peer tables are touched: never two locks at once.
+        let origin = self.metainfo.origin_peer(&parsed.torrent);
         let now = tokio::time::Instant::now();
         let chosen = self.peers.announce(
             parsed.torrent,
             parsed.entry,
+            origin.as_slice(),
             now + self.ttl,
             now,
             self.max_peers,

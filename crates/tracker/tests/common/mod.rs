@@ -24,6 +24,18 @@ pub struct Running {
 }
 
 impl Running {
+    pub fn new(
+        addr: SocketAddr,
+        token: CancellationToken,
+        handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) -> Self {
+        Self {
+            addr,
+            token,
+            handle,
+        }
+    }
+
     pub fn base(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -61,15 +73,34 @@ pub async fn client(tracker: &Running) -> Client {
     TrackerClient::connect(tracker.base()).await.unwrap()
 }
 
-/// Starts a real origin with its data (and filesystem backend) under `dir`.
+/// Starts a real origin with its data (and filesystem backend) under `dir`, not seeding over
+/// the peer protocol (so its metainfo responses carry no peer headers).
 pub async fn start_origin(dir: &std::path::Path) -> Running {
-    let config = OriginConfig {
+    let mut config = origin_config(dir);
+    config.p2p.enabled = false;
+    launch_origin(Origin::bind(config).await.unwrap())
+}
+
+/// Starts a real origin that seeds over the peer protocol on 127.0.0.1 (port 0); returns it
+/// and its advertised peer address.
+pub async fn start_seeding_origin(dir: &std::path::Path) -> (Running, SocketAddr) {
+    let mut config = origin_config(dir);
+    config.p2p.transport = shoal_transport::TransportConfig::localhost();
+    let origin = Origin::bind(config).await.unwrap();
+    let peer_addr = origin.peer_addr().unwrap();
+    (launch_origin(origin), peer_addr)
+}
+
+fn origin_config(dir: &std::path::Path) -> OriginConfig {
+    OriginConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_owned(),
         piece_length: 64 * 1024,
         ..OriginConfig::default()
-    };
-    let origin = Origin::bind(config).await.unwrap();
+    }
+}
+
+fn launch_origin(origin: Origin) -> Running {
     let addr = origin.local_addr();
     let token = CancellationToken::new();
     let handle = tokio::spawn(origin.run(token.clone()));
