@@ -12,8 +12,8 @@ use shoal_engine::PeerInfo;
 use shoal_p2p::{Source, Swarm, TorrentHandle, TorrentState};
 use shoal_runtime::flight::SingleFlight;
 use shoal_store::BlobStore;
-use shoal_tracker::proto::tracker_client::TrackerClient;
-use shoal_tracker::proto::{AnnounceEvent, AnnounceRequest, MetaInfoRequest};
+use shoal_tracker_api::tracker_client::TrackerClient;
+use shoal_tracker_api::{AnnounceEvent, AnnounceRequest, MetaInfoRequest};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 

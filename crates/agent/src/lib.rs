@@ -138,7 +138,7 @@ impl Agent {
         let channel = tonic::transport::Endpoint::from_shared(self.config.tracker.clone())?
             .connect_timeout(std::time::Duration::from_secs(5))
             .connect_lazy();
-        let tracker = shoal_tracker::proto::tracker_client::TrackerClient::new(channel);
+        let tracker = shoal_tracker_api::tracker_client::TrackerClient::new(channel);
         let downloads = downloads::Downloads::new(
             self.store,
             swarm.clone(),

@@ -51,28 +51,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::TrackerConfig;
 
-/// Metainfo response header of an origin that seeds over the peer protocol: its peer id, as
-/// 64 hex characters. Sent together with [`ORIGIN_PEER_ADDR_HEADER`].
-pub const ORIGIN_PEER_ID_HEADER: &str = "shoal-peer-id";
-
-/// Metainfo response header of an origin that seeds over the peer protocol: the `ip:port`
-/// where it accepts swarm connections (IPv6 bracketed, as in `[::1]:7101`). Sent together with
-/// [`ORIGIN_PEER_ID_HEADER`].
-pub const ORIGIN_PEER_ADDR_HEADER: &str = "shoal-peer-addr";
-
-/// The tracker's gRPC messages, server and client, generated from `proto/tracker.proto`
-/// (package `shoal.tracker.v1`). Agents use [`proto::tracker_client::TrackerClient`].
-#[allow(
-    missing_docs,
-    unreachable_pub,
-    unused_qualifications,
-    rust_2018_idioms,
-    clippy::all,
-    clippy::pedantic
-)]
-pub mod proto {
-    tonic::include_proto!("shoal.tracker.v1");
-}
+/// The tracker's gRPC messages, server and client (re-exported from `shoal-tracker-api`).
+pub use shoal_tracker_api as proto;
+pub use shoal_tracker_api::{ORIGIN_PEER_ADDR_HEADER, ORIGIN_PEER_ID_HEADER};
 
 /// Why a tracker could not start.
 #[derive(Debug, thiserror::Error)]

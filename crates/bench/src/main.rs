@@ -1,0 +1,487 @@
+//! `shoal-swarm-bench`: distribution of one blob to N agents through a real swarm.
+//!
+//! Starts one `shoal-tracker`, one `shoal-origin` and N `shoal-agent` processes on loopback
+//! (port 0 everywhere, fresh data directories, bandwidth caps from config files emulating
+//! NICs), uploads a random blob to the origin, then has every agent fetch it at once and
+//! reports each agent's completion time against the theoretical minimum (blob size ÷ agent
+//! ingress cap), the origin's egress, duplicated downloads and the CPU the cluster burned.
+//!
+//! An agent's completion time is when its `GET` answers with headers: the agent answers only
+//! once the whole blob is downloaded and verified. The bodies are read and their SHA-256
+//! checked against the digest afterwards, so verification does not steal CPU from the swarm.
+//!
+//! With `--single` (or `--cap-mib-per-sec 0`) nothing is capped and the report is in MB/s
+//! (10^6 bytes per second). This is a measurement, not a test, but a failed or corrupt fetch
+//! exits non-zero after the report.
+
+mod cluster;
+mod report;
+
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use sha2::{Digest as _, Sha256};
+
+use crate::cluster::{Cluster, Role};
+use crate::report::{AgentResult, Run};
+
+const MIB: u64 = 1 << 20;
+const NS: &str = "bench";
+
+/// Benchmarks blob distribution to N agents through a tracker and an origin, on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "shoal-swarm-bench")]
+struct Args {
+    /// Number of agents.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    agents: u64,
+    /// Blob size in MiB.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    size_mib: u64,
+    /// Every agent's ingress and egress cap in MiB/s; 0 means uncapped.
+    #[arg(long, default_value_t = 8.0)]
+    cap_mib_per_sec: f64,
+    /// The origin's egress cap in MiB/s (default: the agents' cap); 0 means uncapped.
+    #[arg(long)]
+    origin_cap_mib_per_sec: Option<f64>,
+    /// Piece length in MiB.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    piece_mib: u32,
+    /// Where `shoal-tracker`, `shoal-origin` and `shoal-agent` are (default: the directory of
+    /// this executable).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// One uncapped agent pulling from one uncapped origin (implies `--agents 1
+    /// --cap-mib-per-sec 0`).
+    #[arg(long)]
+    single: bool,
+    /// Longest wait for one agent's fetch, in seconds (default: max(120, 10 × theoretical
+    /// minimum)).
+    #[arg(long)]
+    timeout_secs: Option<u64>,
+    /// `RUST_LOG` of the child processes.
+    #[arg(long, default_value = "info")]
+    rust_log: String,
+    /// Keep the run directory (configs, logs, data) instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.single {
+        args.agents = 1;
+        args.cap_mib_per_sec = 0.0;
+        args.origin_cap_mib_per_sec = Some(0.0);
+    }
+    ensure!(
+        args.cap_mib_per_sec >= 0.0 && args.origin_cap_mib_per_sec.unwrap_or(0.0) >= 0.0,
+        "caps must not be negative"
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+/// A cap in MiB/s as a TOML table body, or nothing when uncapped.
+fn bandwidth_toml(ingress_mib: f64, egress_mib: f64) -> String {
+    let mut s = String::new();
+    for (key, mib) in [("ingress", ingress_mib), ("egress", egress_mib)] {
+        if mib > 0.0 {
+            s.push_str(&format!(
+                "{key}_bytes_per_sec = {}\n",
+                (mib * MIB as f64).round() as u64
+            ));
+        }
+    }
+    s
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("the executable has no parent directory")?
+            .to_owned(),
+    };
+    let bin = |name: &str| -> anyhow::Result<PathBuf> {
+        let p = bin_dir.join(name);
+        ensure!(
+            p.is_file(),
+            "{} not found (build it, or pass --bin-dir)",
+            p.display()
+        );
+        Ok(p)
+    };
+    let (tracker_bin, origin_bin, agent_bin) = (
+        bin("shoal-tracker")?,
+        bin("shoal-origin")?,
+        bin("shoal-agent")?,
+    );
+    let size = args.size_mib * MIB;
+    let cap = args.cap_mib_per_sec;
+    let origin_cap = args.origin_cap_mib_per_sec.unwrap_or(cap);
+    let min_secs = (cap > 0.0).then(|| args.size_mib as f64 / cap);
+    let timeout = Duration::from_secs(
+        args.timeout_secs
+            .unwrap_or_else(|| 120.max((min_secs.unwrap_or(0.0) * 10.0).ceil() as u64)),
+    );
+
+    let mut cluster = Cluster::new(args.keep, &args.rust_log)?;
+    let dir = cluster.dir.clone();
+    eprintln!("run directory {}", dir.display());
+
+    // The blob, generated while the services start.
+    let blob_path = dir.join("blob");
+    let blob = {
+        let p = blob_path.clone();
+        let mib = args.size_mib;
+        tokio::task::spawn_blocking(move || make_blob(&p, mib))
+    };
+
+    // Origin, then the tracker (which needs the origin's URL), then the agents.
+    let origin_cfg = cluster.write_file(
+        "origin.toml",
+        &format!(
+            "piece_length = {}\n[p2p.transport.bandwidth]\n{}",
+            u64::from(args.piece_mib) * MIB,
+            bandwidth_toml(0.0, origin_cap)
+        ),
+    )?;
+    let origin_i = cluster.spawn(
+        "origin",
+        Role::Origin,
+        &origin_bin,
+        &[
+            "--config".into(),
+            origin_cfg.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--peer-listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            dir.join("origin").display().to_string(),
+        ],
+    )?;
+    let origin = format!(
+        "http://{}",
+        cluster.wait_listening(origin_i, "origin listening")?
+    );
+    let tracker_cfg = cluster.write_file("tracker.toml", "announce_interval = \"1s\"\n")?;
+    let tracker_i = cluster.spawn(
+        "tracker",
+        Role::Tracker,
+        &tracker_bin,
+        &[
+            "--config".into(),
+            tracker_cfg.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--origin".into(),
+            origin.clone(),
+        ],
+    )?;
+    let tracker = format!(
+        "http://{}",
+        cluster.wait_listening(tracker_i, "tracker listening")?
+    );
+    let agent_cfg = cluster.write_file(
+        "agent.toml",
+        &format!("[transport.bandwidth]\n{}", bandwidth_toml(cap, cap)),
+    )?;
+    let mut agent_is = Vec::new();
+    for i in 0..args.agents {
+        agent_is.push(cluster.spawn(
+            &format!("agent{i:02}"),
+            Role::Agent,
+            &agent_bin,
+            &[
+                "--config".into(),
+                agent_cfg.display().to_string(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--peer-listen".into(),
+                "127.0.0.1:0".into(),
+                "--data-dir".into(),
+                dir.join(format!("agent{i:02}")).display().to_string(),
+                "--tracker".into(),
+                tracker.clone(),
+            ],
+        )?);
+    }
+    let mut agents = Vec::new();
+    for &i in &agent_is {
+        agents.push(format!(
+            "http://{}",
+            cluster.wait_listening(i, "agent listening")?
+        ));
+    }
+    eprintln!(
+        "started tracker {tracker}, origin {origin}, {} agents",
+        agents.len()
+    );
+
+    let digest = blob.await??;
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    upload(&http, &origin, &digest, &blob_path).await?;
+    let uploaded = started.elapsed();
+    wait_metainfo(&http, &origin, &digest).await?;
+    eprintln!(
+        "uploaded {} MiB in {:.2}s, metainfo after {:.2}s",
+        args.size_mib,
+        uploaded.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    // The blob file is no longer needed: free the disk before the agents write theirs.
+    std::fs::remove_file(&blob_path)?;
+
+    // Time 0: every agent asks for the blob at once.
+    let clients: Vec<reqwest::Client> = agents.iter().map(|_| reqwest::Client::new()).collect();
+    let cpu_before = cluster.cpu_ticks();
+    let self_before = cluster::proc_ticks("self").unwrap_or(0);
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (agent, client)) in agents.iter().zip(clients).enumerate() {
+        let url = format!("{agent}/v1/namespaces/{NS}/blobs/{digest}");
+        tasks.spawn(async move {
+            let r = tokio::time::timeout(timeout, async {
+                let resp = client.get(&url).send().await?;
+                let ready = t0.elapsed();
+                let status = resp.status();
+                if !status.is_success() {
+                    let body = resp.text().await.unwrap_or_default();
+                    bail!("HTTP {status}: {body}");
+                }
+                Ok((ready, resp))
+            })
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {timeout:?}")));
+            (i, r)
+        });
+    }
+    let mut ready: Vec<Option<anyhow::Result<(Duration, reqwest::Response)>>> =
+        (0..agents.len()).map(|_| None).collect();
+    let mut done = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (i, r) = joined?;
+        done += 1;
+        match &r {
+            Ok((t, _)) => eprintln!(
+                "[{done}/{}] agent{i:02} complete at {:.2}s",
+                agents.len(),
+                t.as_secs_f64()
+            ),
+            Err(e) => eprintln!("[{done}/{}] agent{i:02} FAILED: {e:#}", agents.len()),
+        }
+        ready[i] = Some(r);
+    }
+    let wall = t0.elapsed();
+    let cpu_after = cluster.cpu_ticks();
+    let self_after = cluster::proc_ticks("self").unwrap_or(0);
+
+    // Integrity: read every body and check its SHA-256 against the digest.
+    let verify_started = Instant::now();
+    let digest = Arc::new(digest);
+    let mut verifies = tokio::task::JoinSet::new();
+    let mut results: Vec<AgentResult> = Vec::new();
+    for (i, r) in ready.into_iter().enumerate() {
+        let r = r.context("agent result missing")?;
+        results.push(AgentResult {
+            name: cluster.procs[agent_is[i]].name.clone(),
+            ready: r.as_ref().ok().map(|(t, _)| *t),
+            error: r.as_ref().err().map(|e| format!("{e:#}")),
+            verified: false,
+            downloaded: 0.0,
+            uploaded: 0.0,
+        });
+        if let Ok((_, resp)) = r {
+            let digest = Arc::clone(&digest);
+            verifies.spawn(async move { (i, verify(resp, size, &digest).await) });
+        }
+    }
+    while let Some(joined) = verifies.join_next().await {
+        let (i, r) = joined?;
+        match r {
+            Ok(()) => results[i].verified = true,
+            Err(e) => results[i].error = Some(format!("verification: {e:#}")),
+        }
+    }
+    let verify_secs = verify_started.elapsed().as_secs_f64();
+
+    for (r, agent) in results.iter_mut().zip(&agents) {
+        r.downloaded = metric(&http, agent, "shoal_agent_p2p_downloaded_bytes")
+            .await
+            .unwrap_or(f64::NAN);
+        r.uploaded = metric(&http, agent, "shoal_agent_p2p_uploaded_bytes")
+            .await
+            .unwrap_or(f64::NAN);
+    }
+    let origin_egress = metric(&http, &origin, "shoal_origin_p2p_uploaded_bytes").await?;
+
+    let tick = cluster::clock_ticks_per_sec();
+    let cpu_secs = |role: Role| -> f64 {
+        cluster
+            .procs
+            .iter()
+            .zip(cpu_before.iter().zip(&cpu_after))
+            .filter(|(p, _)| p.role == role)
+            .map(|(_, (b, a))| a.saturating_sub(*b) as f64 / tick)
+            .sum()
+    };
+    let run = Run {
+        agents: args.agents,
+        size,
+        piece_mib: args.piece_mib,
+        cap,
+        origin_cap,
+        min_secs,
+        results,
+        origin_egress,
+        wall,
+        verify_secs,
+        cpu_tracker: cpu_secs(Role::Tracker),
+        cpu_origin: cpu_secs(Role::Origin),
+        cpu_agents: cpu_secs(Role::Agent),
+        cpu_bench: self_after.saturating_sub(self_before) as f64 / tick,
+    };
+
+    // Anomalies: exited children, failed agents' log tails, WARN/ERROR lines.
+    for line in cluster.exited() {
+        eprintln!("anomaly: {line}");
+    }
+    for (k, r) in run.results.iter().enumerate() {
+        if r.error.is_some() {
+            eprintln!(
+                "--- last log lines of {} ---\n{}",
+                r.name,
+                cluster.log_tail(agent_is[k], 40)
+            );
+        }
+    }
+    for (name, count, lines) in cluster.warnings(3) {
+        eprintln!("{name}: {count} WARN/ERROR log lines, first:");
+        for l in lines {
+            eprintln!("  {l}");
+        }
+    }
+    let failed = run.results.iter().filter(|r| r.error.is_some()).count();
+    run.print();
+    if failed > 0 {
+        bail!("{failed} of {} agents failed", args.agents);
+    }
+    Ok(())
+}
+
+/// Writes `mib` MiB of pseudo-random bytes (splitmix64, seeded from the clock) to `path` and
+/// returns their digest.
+fn make_blob(path: &Path, mib: u64) -> anyhow::Result<String> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = BufWriter::with_capacity(MIB as usize, file);
+    let mut hash = Sha256::new();
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let mut block = vec![0u8; MIB as usize];
+    for _ in 0..mib {
+        for word in block.chunks_exact_mut(8) {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            word.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        hash.update(&block);
+        out.write_all(&block)?;
+    }
+    out.flush()?;
+    Ok(format!("sha256:{}", hex::encode(hash.finalize())))
+}
+
+/// PUTs the file at `path` to the origin as blob `digest`, streaming it from disk.
+async fn upload(
+    http: &reqwest::Client,
+    origin: &str,
+    digest: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        file,
+        MIB as usize,
+    ));
+    let resp = http
+        .put(format!("{origin}/v1/namespace/{NS}/blobs/{digest}"))
+        .header(reqwest::header::CONTENT_LENGTH, len)
+        .body(body)
+        .send()
+        .await
+        .context("uploading the blob")?;
+    let status = resp.status();
+    ensure!(
+        status.as_u16() == 201,
+        "upload answered {status}: {}",
+        resp.text().await.unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Polls the origin until it serves the blob's metainfo.
+async fn wait_metainfo(http: &reqwest::Client, origin: &str, digest: &str) -> anyhow::Result<()> {
+    let url = format!("{origin}/v1/namespace/{NS}/blobs/{digest}/metainfo");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let status = http.get(&url).send().await?.status();
+        if status.as_u16() == 200 {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "metainfo still answers {status} after 300s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads a response body to the end, checking its length and SHA-256.
+async fn verify(mut resp: reqwest::Response, size: u64, digest: &str) -> anyhow::Result<()> {
+    let mut hash = Sha256::new();
+    let mut len = 0u64;
+    while let Some(chunk) = resp.chunk().await? {
+        len += chunk.len() as u64;
+        hash.update(&chunk);
+    }
+    ensure!(len == size, "body has {len} bytes, expected {size}");
+    let got = format!("sha256:{}", hex::encode(hash.finalize()));
+    ensure!(got == digest, "body digest {got} differs from {digest}");
+    Ok(())
+}
+
+/// The sum of the samples of metric `name` on `{base}/metrics`.
+async fn metric(http: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<f64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let mut sum = 0.0;
+    for (key, value) in text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+    {
+        if key == name || key.strip_prefix(name).is_some_and(|r| r.starts_with('{')) {
+            sum += value.trim().parse::<f64>()?;
+        }
+    }
+    Ok(sum)
+}
