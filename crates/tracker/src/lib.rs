@@ -33,7 +33,6 @@
 
 mod cache;
 pub mod config;
-mod flight;
 mod metainfo;
 mod peers;
 mod service;
