@@ -33,14 +33,9 @@ pub enum StartError {
     /// The configuration is inconsistent.
     #[error("invalid config: {0}")]
     Config(String),
-    /// The HTTP listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The listen address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] admin::BindError),
     /// The store could not be opened.
     #[error("cannot open the blob store: {0}")]
     Store(#[from] shoal_store::StoreError),
@@ -82,17 +77,7 @@ impl Agent {
             .await
             .map_err(|e| StartError::Config(e.to_string()))??;
         let (transport, acceptor) = Transport::bind(config.transport.clone())?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let (listener, local_addr) = admin::bind(config.listen).await?;
         Ok(Self {
             listener,
             local_addr,

@@ -44,13 +44,8 @@ pub enum StartError {
     #[error("invalid config: {0}")]
     Config(String),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] admin::BindError),
     /// The local blob store could not be opened.
     #[error("cannot open blob store: {0}")]
     Store(#[from] shoal_store::StoreError),
@@ -221,17 +216,7 @@ impl Origin {
             peer,
         });
 
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let (listener, local_addr) = admin::bind(config.listen).await?;
         Ok(Self {
             listener,
             local_addr,

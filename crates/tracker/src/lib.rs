@@ -64,13 +64,8 @@ pub enum StartError {
     #[error("cannot build the origin HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] admin::BindError),
 }
 
 /// A bound tracker, ready to [`run`](Tracker::run).
@@ -160,17 +155,7 @@ impl Tracker {
             });
         }
 
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let (listener, local_addr) = admin::bind(config.listen).await?;
         Ok(Self {
             listener,
             local_addr,

@@ -17,8 +17,8 @@ use shoal_core::{Digest, InfoHash, MetaInfo, PeerId, RepoName};
 use shoal_engine::handout::PeerEntry;
 
 use crate::cache::{Entry, MetaCache};
-use shoal_runtime::flight::SingleFlight;
 use crate::{ORIGIN_PEER_ADDR_HEADER, ORIGIN_PEER_ID_HEADER};
+use shoal_runtime::flight::SingleFlight;
 
 /// Largest metainfo accepted from an origin. 32 bytes per piece: 16 MiB covers half a million
 /// pieces (2 TiB at the default 4 MiB pieces).
