@@ -66,6 +66,10 @@ struct Args {
     /// `RUST_LOG` of the child processes.
     #[arg(long, default_value = "info")]
     rust_log: String,
+    /// Extra TOML appended to every agent's config file (after its `[transport.bandwidth]`
+    /// table), e.g. `[engine]` settings; `\n` stands for a newline.
+    #[arg(long, default_value = "")]
+    agent_toml: String,
     /// Keep the run directory (configs, logs, data) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -193,7 +197,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let agent_cfg = cluster.write_file(
         "agent.toml",
-        &format!("[transport.bandwidth]\n{}", bandwidth_toml(cap, cap)),
+        &format!(
+            "[transport.bandwidth]\n{}\n{}\n",
+            bandwidth_toml(cap, cap),
+            args.agent_toml.replace("\\n", "\n")
+        ),
     )?;
     let mut agent_is = Vec::new();
     for i in 0..args.agents {
@@ -342,6 +350,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cap,
         origin_cap,
         min_secs,
+        agent_toml: args.agent_toml.clone(),
         results,
         origin_egress,
         wall,

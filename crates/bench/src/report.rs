@@ -32,6 +32,8 @@ pub(crate) struct Run {
     pub(crate) origin_cap: f64,
     /// Blob size ÷ agent cap, when capped.
     pub(crate) min_secs: Option<f64>,
+    /// Extra agent configuration (`--agent-toml`), as given.
+    pub(crate) agent_toml: String,
     pub(crate) results: Vec<AgentResult>,
     /// `shoal_origin_p2p_uploaded_bytes` after the run.
     pub(crate) origin_egress: f64,
@@ -76,13 +78,16 @@ impl Run {
             cap_text(self.cap),
             cap_text(self.origin_cap)
         );
+        if !self.agent_toml.is_empty() {
+            println!("extra agent config: {}", self.agent_toml);
+        }
         if let Some(min) = self.min_secs {
             println!("theoretical minimum per agent: {min:.2}s");
         }
         println!();
         println!(
-            "{:<8} {:>9} {:>7} {:>9} {:>11} {:>11}  {}",
-            "agent", "complete", "ratio", "MB/s", "down MiB", "up MiB", "body"
+            "{:<8} {:>9} {:>7} {:>9} {:>11} {:>11}  body",
+            "agent", "complete", "ratio", "MB/s", "down MiB", "up MiB"
         );
         let mut ratios = Vec::new();
         let mut rates = Vec::new();

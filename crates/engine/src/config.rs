@@ -33,18 +33,20 @@ pub struct EngineConfig {
     pub piece_policy: PiecePolicy,
     /// The shortest request timeout. Default 10 s.
     pub request_timeout_min: Duration,
-    /// A request times out after this many times the time its peer's measured rate needs for
-    /// the requests queued ahead of it plus itself. Default 4.
+    /// A peer with outstanding requests that delivers nothing for this many times the time
+    /// its measured rate needs for one piece (and at least `request_timeout_min`) loses its
+    /// oldest request to another peer. Default 4.
     pub request_timeout_factor: f64,
-    /// Timeouts from one peer before it is dropped as too slow or gone. Default 3.
+    /// Timeouts in a row (no piece in between) before a peer is dropped as too slow or gone.
+    /// Default 3.
     pub max_timeouts: u32,
     /// A connection with no piece traffic either way for this long is closed. Default 60 s.
     pub idle_timeout: Duration,
     /// How long a peer is not dialled or accepted again after a failed handshake, a corrupt
     /// piece or a protocol violation. Default 5 min.
     pub blacklist_duration: Duration,
-    /// How long a peer that refused a connection because it was busy (at its connection
-    /// limit) is not dialled again. Default 10 s.
+    /// How long a peer that refused a connection (busy at its connection limit) or could not
+    /// be reached is not dialled again. Default 10 s.
     pub busy_retry: Duration,
     /// Seed for the random choices (tie-breaks, shuffles), so runs are reproducible.
     pub seed: u64,

@@ -153,6 +153,10 @@ struct Peer {
     rate: Option<f64>,
     /// When the last piece from it arrived (for the rate estimate).
     last_piece_at: Option<Instant>,
+    /// Start of the current wait for progress: the last piece from it, the moment it was
+    /// given work while idle, or the last timeout. A peer with outstanding requests that makes
+    /// no progress for a request timeout loses its oldest request.
+    progress_at: Instant,
     timeouts: u32,
 }
 
@@ -276,7 +280,7 @@ impl Torrent {
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         for peer in self.peers.values() {
-            for (_, deadline) in self.request_deadlines(peer) {
+            if let Some((_, deadline)) = self.stall_deadline(peer) {
                 consider(deadline);
             }
             if peer.requests.is_empty() {
@@ -354,6 +358,7 @@ impl Torrent {
                 last_activity: now,
                 rate: None,
                 last_piece_at: None,
+                progress_at: now,
                 timeouts: 0,
             },
         );
@@ -361,19 +366,17 @@ impl Torrent {
         Ok(())
     }
 
-    /// A dial failed. An unreachable peer or a failed handshake blacklists the peer for a
-    /// while; a peer that was merely busy is retried after a short backoff. Another candidate
-    /// is dialled either way.
+    /// A dial failed. A failed handshake blacklists the peer for a while; a peer that was
+    /// busy or unreachable is retried after a short backoff (it may just be starting or
+    /// restarting). Another candidate is dialled either way.
     pub fn handle_connect_failed(&mut self, peer: PeerId, failure: ConnectFailure, now: Instant) {
         self.dialing.remove(&peer);
         // A simultaneous dial from the other side may already have connected us: that is not
         // a failure of the peer.
         if !self.peers.contains_key(&peer) {
             let wait = match failure {
-                ConnectFailure::Busy => self.config.busy_retry,
-                ConnectFailure::Unreachable | ConnectFailure::Handshake => {
-                    self.config.blacklist_duration
-                }
+                ConnectFailure::Busy | ConnectFailure::Unreachable => self.config.busy_retry,
+                ConnectFailure::Handshake => self.config.blacklist_duration,
             };
             self.blacklist.insert(peer, now + wait);
         }
@@ -469,6 +472,7 @@ impl Torrent {
                 p.rate = Some(p.rate.map_or(sample, |r| 0.7 * r + 0.3 * sample));
             }
             p.timeouts = 0;
+            p.progress_at = now;
         }
         if !self.have.set(piece) {
             self.stats.duplicate_pieces += 1;
@@ -540,10 +544,10 @@ impl Torrent {
         let mut expired = Vec::new();
         let mut idle = Vec::new();
         for (id, peer) in &self.peers {
-            for (piece, deadline) in self.request_deadlines(peer) {
-                if deadline <= now {
-                    expired.push((*id, piece));
-                }
+            if let Some((piece, deadline)) = self.stall_deadline(peer)
+                && deadline <= now
+            {
+                expired.push((*id, piece));
             }
             if peer.requests.is_empty() && now >= peer.last_activity + self.config.idle_timeout {
                 idle.push(*id);
@@ -555,6 +559,7 @@ impl Torrent {
             };
             p.requests.remove(&raw);
             p.timeouts += 1;
+            p.progress_at = now;
             let too_slow = p.timeouts >= self.config.max_timeouts;
             self.stats.timeouts += 1;
             self.unmark_inflight(raw, &id);
@@ -580,26 +585,20 @@ impl Torrent {
 
     // === internals ===
 
-    fn request_deadlines<'a>(
-        &'a self,
-        peer: &'a Peer,
-    ) -> impl Iterator<Item = (u32, Instant)> + 'a {
+    /// The peer's oldest outstanding request and when it times out: when the peer has made
+    /// no progress (no piece) for `max(request_timeout_min, factor × piece ÷ measured rate)`.
+    /// Progress, not each request's age, is what counts: a busy uploader that delivers
+    /// steadily is never timed out, however long its queue.
+    fn stall_deadline(&self, peer: &Peer) -> Option<(u32, Instant)> {
+        let (piece, _) = peer.requests.iter().min_by_key(|(_, sent)| **sent)?;
         let piece_len = f64::from(self.layout.piece_len());
-        let mut by_time: Vec<(Instant, u32)> =
-            peer.requests.iter().map(|(p, t)| (*t, *p)).collect();
-        by_time.sort_unstable();
-        by_time
-            .into_iter()
-            .enumerate()
-            .map(move |(position, (sent, piece))| {
-                let expected = peer.rate.map_or(Duration::ZERO, |rate| {
-                    Duration::from_secs_f64(piece_len * (position + 1) as f64 / rate.max(1.0))
-                });
-                let timeout = expected
-                    .mul_f64(self.config.request_timeout_factor)
-                    .max(self.config.request_timeout_min);
-                (piece, sent + timeout)
-            })
+        let expected = peer.rate.map_or(Duration::ZERO, |rate| {
+            Duration::from_secs_f64(piece_len / rate.max(1.0))
+        });
+        let timeout = expected
+            .mul_f64(self.config.request_timeout_factor)
+            .max(self.config.request_timeout_min);
+        Some((*piece, peer.progress_at + timeout))
     }
 
     fn unmark_inflight(&mut self, raw: u32, peer: &PeerId) {
@@ -701,6 +700,9 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(id) else {
             return;
         };
+        if peer.requests.is_empty() && !picks.is_empty() {
+            peer.progress_at = now;
+        }
         for p in picks {
             peer.requests.insert(p, now);
             self.inflight.entry(p).or_default().insert(*id);

@@ -555,7 +555,7 @@ fn slow_peer_is_worked_around() {
 
 #[test]
 fn vanished_peer_is_dropped_and_download_completes() {
-    let pieces = 24;
+    let pieces = 64; // long enough (12.8 s from the live seeder) for three stalls of 3 s
     let mut sim = Sim::new(pieces);
     let gone = sim.add(
         Role::Origin,

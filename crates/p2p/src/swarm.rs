@@ -51,8 +51,16 @@ pub struct SwarmStats {
     pub downloaded: AtomicU64,
 }
 
+/// Pieces a host serves at once over all torrents and peers. Few, served in arrival order:
+/// a capped uplink then finishes pieces one after another instead of trickling every queued
+/// piece at once (which would make every requester see no progress and time out), and the
+/// memory held by pieces in flight stays bounded (4 × 4 MiB). Four concurrent QUIC streams
+/// are enough to fill an uncapped link.
+const SERVING_PER_HOST: usize = 4;
+
 pub(crate) struct Inner {
     pub(crate) stats: SwarmStats,
+    pub(crate) serving: Arc<tokio::sync::Semaphore>,
     pub(crate) transport: Transport,
     pub(crate) config: SwarmConfig,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
@@ -82,6 +90,7 @@ impl Swarm {
     ) -> Self {
         let inner = Arc::new(Inner {
             stats: SwarmStats::default(),
+            serving: Arc::new(tokio::sync::Semaphore::new(SERVING_PER_HOST)),
             transport,
             config,
             torrents: Mutex::new(HashMap::new()),

@@ -25,8 +25,8 @@ use crate::swarm::{Inner, Swarm, reject};
 const EVENT_QUEUE: usize = 1024;
 /// Control frames queued per peer before the peer counts as hopelessly behind.
 const PEER_QUEUE: usize = 512;
-/// Pieces served concurrently to one peer.
-const SERVE_PER_PEER: usize = 8;
+/// Pieces served concurrently to one peer (see also the host-wide limit).
+const SERVE_PER_PEER: usize = 2;
 
 /// Where a torrent stands, as seen by readers of the blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -425,11 +425,11 @@ impl Task {
             .engine
             .handle_connected(peer, bitfield, theirs.is_origin, now())
         {
+            // Only a malformed handshake is a protocol error (which makes the dialler
+            // blacklist us); every other refusal just means "not now".
             let code = match refusal {
-                shoal_engine::Refusal::TooManyConnections
-                | shoal_engine::Refusal::BothComplete
-                | shoal_engine::Refusal::AlreadyConnected => ErrorCode::TooManyConnections,
-                _ => ErrorCode::Protocol,
+                shoal_engine::Refusal::BadBitfield => ErrorCode::Protocol,
+                _ => ErrorCode::TooManyConnections,
             };
             reject(incoming, code, "refused");
             return;
@@ -457,13 +457,18 @@ impl Task {
             Err(e) => {
                 let failure = match &e {
                     SessionError::Rejected {
-                        code: ErrorCode::TooManyConnections,
+                        code:
+                            ErrorCode::TooManyConnections
+                            | ErrorCode::GoingAway
+                            | ErrorCode::UnknownTorrent,
                         ..
                     }
                     | SessionError::Duplicate => ConnectFailure::Busy,
-                    SessionError::ConnectTimeout(_) | SessionError::Connect { .. } => {
-                        ConnectFailure::Unreachable
-                    }
+                    SessionError::ConnectTimeout(_)
+                    | SessionError::Connect { .. }
+                    | SessionError::Connection(_)
+                    | SessionError::HandshakeTimeout
+                    | SessionError::Closed => ConnectFailure::Unreachable,
                     _ => ConnectFailure::Handshake,
                 };
                 tracing::debug!(%peer, ?failure, "dial failed: {e}");
@@ -697,10 +702,14 @@ async fn serve(
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
+        // Host-wide bound on pieces held in memory while they are sent.
+        let Ok(host_permit) = Arc::clone(&swarm.serving).acquire_owned().await else {
+            return;
+        };
         let (meta, source, events) = (Arc::clone(&meta), source.clone(), events.clone());
         let swarm = Arc::clone(&swarm);
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, host_permit);
             let Some(piece) = meta.layout().piece(req.piece()) else {
                 let _ = req
                     .reject(ErrorCode::PieceUnavailable, "no such piece")

@@ -25,9 +25,11 @@ use crate::tls::{self, SERVER_NAME};
 /// Streams a peer may have open on one connection at once (control and request streams).
 const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 /// Per-stream receive window: a whole 4 MiB piece and then some can be in flight.
-const STREAM_RECEIVE_WINDOW: u32 = 16 << 20;
-/// Per-connection receive and send windows: several pieces in flight at once.
-const CONNECTION_WINDOW: u32 = 64 << 20;
+const STREAM_RECEIVE_WINDOW: u32 = 8 << 20;
+/// Per-connection receive and send windows: several pieces in flight at once (16 ms at
+/// 2 GB/s, far above a LAN's bandwidth-delay product), while bounding what a peer that reads
+/// slowly (ingress-capped) holds in memory per connection.
+const CONNECTION_WINDOW: u32 = 32 << 20;
 /// Largest UDP payload MTU discovery tries (jumbo frames).
 const MTU_UPPER_BOUND: u16 = 8952;
 /// Incoming sessions waiting for [`Acceptor::accept`]; beyond this they are rejected.
