@@ -66,6 +66,10 @@ pub struct EngineSection {
     pub pipeline_depth: usize,
     /// Outstanding piece requests per origin connection. Default 8.
     pub origin_pipeline_depth: usize,
+    /// The depth adapts to each peer's rate: pieces it delivers in this window, plus one.
+    /// Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub pipeline_window: Duration,
     /// Missing pieces at which endgame starts. Default 8.
     pub endgame_threshold: u32,
     /// `rarest-first` (default) or `random`.
@@ -99,6 +103,7 @@ impl Default for EngineSection {
             max_connections: d.max_connections,
             pipeline_depth: d.pipeline_depth,
             origin_pipeline_depth: d.origin_pipeline_depth,
+            pipeline_window: d.pipeline_window,
             endgame_threshold: d.endgame_threshold,
             piece_policy: PiecePolicyName::RarestFirst,
             request_timeout_min: d.request_timeout_min,
@@ -115,6 +120,7 @@ impl EngineSection {
             max_connections: self.max_connections,
             pipeline_depth: self.pipeline_depth,
             origin_pipeline_depth: self.origin_pipeline_depth,
+            pipeline_window: self.pipeline_window,
             endgame_threshold: self.endgame_threshold,
             piece_policy: match self.piece_policy {
                 PiecePolicyName::RarestFirst => PiecePolicy::RarestFirst,

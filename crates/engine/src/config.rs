@@ -19,12 +19,16 @@ pub struct EngineConfig {
     /// Most connected peers per torrent (dialled and accepted). Default 10, as in Kraken: enough
     /// for a well-connected random graph, few enough that each link runs at a useful rate.
     pub max_connections: usize,
-    /// Piece requests kept outstanding per connection to an agent. Default 4: with 4 MiB pieces
-    /// this keeps a link busy while the next request travels.
+    /// Most piece requests kept outstanding per connection to an agent. Default 4: with 4 MiB
+    /// pieces this keeps a fast link busy while the next request travels.
     pub pipeline_depth: usize,
-    /// Piece requests kept outstanding per connection to an origin. Default 8: origins have
-    /// more bandwidth and every round trip saved there matters.
+    /// Most piece requests kept outstanding per connection to an origin. Default 8: origins
+    /// have more bandwidth and every round trip saved there matters.
     pub origin_pipeline_depth: usize,
+    /// The depth adapts to each peer's measured rate: one request plus as many pieces as the
+    /// peer delivers in this window (two before a rate is measured), up to the maximum depth.
+    /// Default 1 s. Slow or shared links get few requests, so each completes quickly.
+    pub pipeline_window: Duration,
     /// Endgame starts when this many pieces or fewer are missing and all of them are already
     /// requested: they are then requested from every neighbour that has them, and the
     /// duplicates are cancelled when one copy lands. Default 8.
@@ -58,6 +62,7 @@ impl Default for EngineConfig {
             max_connections: 10,
             pipeline_depth: 4,
             origin_pipeline_depth: 8,
+            pipeline_window: Duration::from_secs(1),
             endgame_threshold: 8,
             piece_policy: PiecePolicy::RarestFirst,
             request_timeout_min: Duration::from_secs(10),

@@ -141,6 +141,18 @@ pub enum PieceOutcome {
     Corrupt,
 }
 
+/// Requests to keep outstanding with a peer: enough to cover `window` of transfer at its
+/// measured rate, plus one, at most `max` (two until a rate is known). A slow or shared link
+/// thus gets few requests, so each completes quickly instead of all of them trickling in
+/// together; a fast one gets the full depth.
+fn adaptive_depth(rate: Option<f64>, piece_len: u32, window: Duration, max: usize) -> usize {
+    let depth = rate.map_or(2, |r| {
+        let pieces = r * window.as_secs_f64() / f64::from(piece_len.max(1));
+        1 + pieces.min(1e6) as usize
+    });
+    depth.clamp(1, max.max(1))
+}
+
 #[derive(Debug)]
 struct Peer {
     bitfield: Bitfield,
@@ -652,11 +664,17 @@ impl Torrent {
         let Some(peer) = self.peers.get(id) else {
             return;
         };
-        let depth = if peer.is_origin {
+        let max_depth = if peer.is_origin {
             self.config.origin_pipeline_depth
         } else {
             self.config.pipeline_depth
         };
+        let depth = adaptive_depth(
+            peer.rate,
+            self.layout.piece_len(),
+            self.config.pipeline_window,
+            max_depth,
+        );
         let free = depth.saturating_sub(peer.requests.len());
         if free == 0 {
             return;
@@ -742,5 +760,25 @@ impl Torrent {
         self.disconnect(id, reason);
         self.fill_all(now);
         self.dial(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_follows_the_measured_rate() {
+        let w = Duration::from_secs(1);
+        let mib = f64::from(1u32 << 20);
+        assert_eq!(adaptive_depth(None, 4 << 20, w, 8), 2);
+        assert_eq!(adaptive_depth(None, 4 << 20, w, 1), 1);
+        // 1 MiB/s with 4 MiB pieces: one request at a time.
+        assert_eq!(adaptive_depth(Some(mib), 4 << 20, w, 8), 1);
+        // 12 MiB/s: three pieces a second, plus one.
+        assert_eq!(adaptive_depth(Some(12.0 * mib), 4 << 20, w, 8), 4);
+        // 1 GiB/s: capped.
+        assert_eq!(adaptive_depth(Some(1024.0 * mib), 4 << 20, w, 8), 8);
+        assert_eq!(adaptive_depth(Some(f64::INFINITY), 4 << 20, w, 8), 8);
     }
 }
