@@ -2,9 +2,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
+
+use shoal_testkit::ServiceProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal-agent");
 
@@ -41,33 +41,16 @@ fn bad_config_is_a_usage_error() {
 #[tokio::test]
 async fn runs_on_defaults_serves_health_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--peer-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("agent listening")
-                && let Some(rest) = line.split("addr=").nth(1)
-            {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("listening line");
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ];
+    args.push(dir.path().to_str().unwrap());
+    let agent = ServiceProcess::start(BIN, args, "agent listening");
+    let addr = agent.addr().to_owned();
     let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
     // No tracker is running: a blob request fails cleanly with 503, not a hang or a crash.
@@ -81,14 +64,8 @@ async fn runs_on_defaults_serves_health_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(bad.status(), 400);
     assert!(dir.path().join("peer_id").exists());
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || agent.terminate())
         .await
-        .unwrap()
         .unwrap();
     assert!(exit.success(), "graceful exit on SIGTERM: {exit}");
 }

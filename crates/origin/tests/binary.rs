@@ -2,9 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+use shoal_testkit::ServiceProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal-origin");
 
@@ -33,36 +34,16 @@ fn bad_config_is_a_usage_error() {
 #[tokio::test]
 async fn runs_on_defaults_serves_health_and_metrics_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--peer-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line
-                .contains("origin listening")
-                .then(|| line.split("addr=").nth(1))
-                .flatten()
-            {
-                let _ = tx.send(addr.trim().to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("listening line");
-    let base = format!("http://{addr}");
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--peer-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ];
+    args.push(dir.path().to_str().unwrap());
+    let origin = ServiceProcess::start(BIN, args, "origin listening");
+    let base = origin.base_url();
 
     let health = reqwest::get(format!("{base}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
@@ -101,14 +82,8 @@ async fn runs_on_defaults_serves_health_and_metrics_and_stops_on_sigterm() {
     .await
     .unwrap();
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || origin.terminate())
         .await
-        .unwrap()
         .unwrap();
     assert!(exit.success(), "graceful exit on SIGTERM: {exit}");
 }

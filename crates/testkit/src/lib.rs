@@ -113,3 +113,83 @@ impl Moto {
         self.port
     }
 }
+
+/// A service binary (`shoal-origin`, `shoal-tracker`, `shoal-agent`) started for a test; killed
+/// if still running when dropped.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    child: Child,
+    addr: String,
+}
+
+impl ServiceProcess {
+    /// Starts `bin` with `args` (logging at `info`, stderr piped) and waits up to 30 s for the
+    /// log line containing `marker` (e.g. `"origin listening"`), whose `addr=HOST:PORT` field
+    /// is the bound address. Panics if it never comes (the test fails with the reason).
+    pub fn start<I, S>(bin: &str, args: I, marker: &'static str) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("service binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keeps draining stderr for the life of the process, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(marker)
+                    && let Some(rest) = line.split("addr=").nth(1)
+                {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{bin} did not log {marker:?} within 30 s"));
+        Self { child, addr }
+    }
+
+    /// The bound address from the log line (`HOST:PORT`).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// `http://HOST:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+        self.child.wait().expect("waiting for the service")
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

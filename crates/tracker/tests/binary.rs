@@ -2,9 +2,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
+
+use shoal_testkit::ServiceProcess;
 
 use shoal_tracker::proto::AnnounceRequest;
 use shoal_tracker::proto::tracker_client::TrackerClient;
@@ -35,29 +35,8 @@ fn bad_config_is_a_usage_error() {
 
 #[tokio::test]
 async fn runs_on_defaults_serves_grpc_and_health_and_stops_on_sigterm() {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line
-                .contains("tracker listening")
-                .then(|| line.split("addr=").nth(1))
-                .flatten()
-            {
-                let _ = tx.send(addr.trim().to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("listening line");
-    let base = format!("http://{addr}");
+    let tracker = ServiceProcess::start(BIN, ["--listen", "127.0.0.1:0"], "tracker listening");
+    let base = tracker.base_url();
 
     let health = reqwest::get(format!("{base}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
@@ -91,14 +70,8 @@ async fn runs_on_defaults_serves_grpc_and_health_and_stops_on_sigterm() {
     assert!(metrics.contains("shoal_tracker_peers 1"), "{metrics}");
     drop(client);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || tracker.terminate())
         .await
-        .unwrap()
         .unwrap();
     assert!(exit.success(), "graceful exit on SIGTERM: {exit}");
 }
