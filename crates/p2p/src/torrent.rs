@@ -68,12 +68,17 @@ pub(crate) enum Event {
         snapshot: Bitfield,
         result: Result<shoal_transport::Session, SessionError>,
     },
+    /// A control frame from connection `conn` of `peer`.
     Control {
         peer: PeerId,
+        conn: u64,
         msg: Message,
     },
+    /// Connection `conn` of `peer` ended. Events of an older connection to the same peer are
+    /// ignored, so a late one never tears down its replacement.
     Closed {
         peer: PeerId,
+        conn: u64,
     },
     Piece {
         peer: PeerId,
@@ -170,6 +175,7 @@ impl TorrentHandle {
 }
 
 struct PeerConn {
+    conn: u64,
     sender: SessionSender,
     out: mpsc::Sender<Message>,
     tasks: Vec<AbortHandle>,
@@ -197,6 +203,8 @@ struct Task {
     state: watch::Sender<TorrentState>,
     handle: TorrentHandle,
     last_peer_seen: Instant,
+    /// Numbers the connections installed, to tell a peer's current one from older ones.
+    next_conn: u64,
 }
 
 pub(crate) fn spawn(swarm: Arc<Inner>, meta: MetaInfo, source: Source) -> TorrentHandle {
@@ -244,6 +252,7 @@ pub(crate) fn spawn(swarm: Arc<Inner>, meta: MetaInfo, source: Source) -> Torren
         state,
         handle: handle.clone(),
         last_peer_seen: Instant::now(),
+        next_conn: 0,
     };
     swarm.tasks.spawn(task.run(events_rx));
     handle
@@ -325,7 +334,9 @@ impl Task {
                 snapshot,
                 result,
             } => self.dialed(peer, snapshot, result),
-            Event::Control { peer, msg } => match msg {
+            Event::Control { peer, conn, .. } if !self.is_current(&peer, conn) => {}
+            Event::Closed { peer, conn } if !self.is_current(&peer, conn) => {}
+            Event::Control { peer, msg, .. } => match msg {
                 Message::Have(i) => self.engine.handle_have(peer, i, now),
                 Message::Complete => self.engine.handle_complete(peer, now),
                 Message::Error { code, message } => {
@@ -333,7 +344,7 @@ impl Task {
                 }
                 _ => {}
             },
-            Event::Closed { peer } => {
+            Event::Closed { peer, .. } => {
                 if self.peers.remove(&peer).is_some() {
                     self.engine.handle_disconnected(peer, now);
                     self.last_peer_seen = Instant::now();
@@ -503,19 +514,26 @@ impl Task {
         }
     }
 
+    fn is_current(&self, peer: &PeerId, conn: u64) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.conn == conn)
+    }
+
     /// Starts the tasks of an established session.
     fn install(&mut self, peer: PeerId, session: shoal_transport::Session) {
         let (sender, control, requests) = session.split();
+        self.next_conn += 1;
+        let conn = self.next_conn;
         let (out, out_rx) = mpsc::channel(PEER_QUEUE);
         let tasks = vec![
             self.swarm
                 .tasks
-                .spawn(control_reader(peer, control, self.events_tx.clone()))
+                .spawn(control_reader(peer, conn, control, self.events_tx.clone()))
                 .abort_handle(),
             self.swarm
                 .tasks
                 .spawn(control_writer(
                     peer,
+                    conn,
                     sender.clone(),
                     out_rx,
                     self.events_tx.clone(),
@@ -537,6 +555,7 @@ impl Task {
         self.peers.insert(
             peer,
             PeerConn {
+                conn,
                 sender,
                 out,
                 tasks,
@@ -655,11 +674,20 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn control_reader(peer: PeerId, mut control: ControlReceiver, events: mpsc::Sender<Event>) {
+async fn control_reader(
+    peer: PeerId,
+    conn: u64,
+    mut control: ControlReceiver,
+    events: mpsc::Sender<Event>,
+) {
     loop {
         match control.recv().await {
             Ok(Some(msg)) => {
-                if events.send(Event::Control { peer, msg }).await.is_err() {
+                if events
+                    .send(Event::Control { peer, conn, msg })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -670,11 +698,12 @@ async fn control_reader(peer: PeerId, mut control: ControlReceiver, events: mpsc
             }
         }
     }
-    let _ = events.send(Event::Closed { peer }).await;
+    let _ = events.send(Event::Closed { peer, conn }).await;
 }
 
 async fn control_writer(
     peer: PeerId,
+    conn: u64,
     sender: SessionSender,
     mut out: mpsc::Receiver<Message>,
     events: mpsc::Sender<Event>,
@@ -682,7 +711,7 @@ async fn control_writer(
     while let Some(msg) = out.recv().await {
         if let Err(e) = sender.send(msg).await {
             tracing::debug!(%peer, "sending control frame failed: {e}");
-            let _ = events.send(Event::Closed { peer }).await;
+            let _ = events.send(Event::Closed { peer, conn }).await;
             return;
         }
     }
