@@ -89,13 +89,8 @@ impl Downloads {
         ns: &RepoName,
         digest: &Digest,
     ) -> Result<TorrentHandle, AgentError> {
-        if let Some(h) = self
-            .active
-            .lock()
-            .get(digest)
-            .filter(|h| !matches!(h.state(), TorrentState::Stopped | TorrentState::Failed(_)))
-        {
-            return Ok(h.clone());
+        if let Some(h) = self.running(digest) {
+            return Ok(h);
         }
         let this = Arc::clone(self);
         let (ns, d) = (ns.clone(), *digest);
@@ -129,11 +124,25 @@ impl Downloads {
         Ok(meta)
     }
 
+    /// The live torrent for the blob, if one is downloading or seeding.
+    fn running(&self, digest: &Digest) -> Option<TorrentHandle> {
+        self.active
+            .lock()
+            .get(digest)
+            .filter(|h| !matches!(h.state(), TorrentState::Stopped | TorrentState::Failed(_)))
+            .cloned()
+    }
+
     async fn start(
         self: Arc<Self>,
         ns: RepoName,
         digest: Digest,
     ) -> Result<TorrentHandle, AgentError> {
+        // A start that finished just before this one began already runs the torrent (and its
+        // announce and seeding tasks).
+        if let Some(h) = self.running(&digest) {
+            return Ok(h);
+        }
         let meta = self.metainfo(&ns, &digest).await?;
         let store = self.store.clone();
         let m = meta.clone();
