@@ -48,6 +48,11 @@ struct Args {
     /// The origin's egress cap in MiB/s (default: the agents' cap); 0 means uncapped.
     #[arg(long)]
     origin_cap_mib_per_sec: Option<f64>,
+    /// The agents' ingress cap in MiB/s (default: the agents' cap); 0 means uncapped. The
+    /// ingress cap paces reads after QUIC has received the data, so it slows pieces down
+    /// rather than the network; egress caps alone model upload-bound NICs.
+    #[arg(long)]
+    agent_ingress_mib_per_sec: Option<f64>,
     /// Piece length in MiB.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
     piece_mib: u32,
@@ -199,7 +204,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "agent.toml",
         &format!(
             "[transport.bandwidth]\n{}\n{}\n",
-            bandwidth_toml(cap, cap),
+            bandwidth_toml(args.agent_ingress_mib_per_sec.unwrap_or(cap), cap),
             args.agent_toml.replace("\\n", "\n")
         ),
     )?;
