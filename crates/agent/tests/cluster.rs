@@ -45,6 +45,9 @@ impl Cluster {
             ..OriginConfig::default()
         };
         origin_config.p2p.transport = TransportConfig::localhost();
+        // Origins serve many hosts: a capped uplink (32 MiB/s) makes the swarm, not the
+        // origin, carry most of the data, as in production.
+        origin_config.p2p.transport.bandwidth.egress_bytes_per_sec = Some(32 << 20);
         let origin = Origin::bind(origin_config).await.unwrap();
         let origin_url = format!("http://{}", origin.local_addr());
         let tracker = Tracker::bind(TrackerConfig {

@@ -193,10 +193,10 @@ impl Backend for FilesystemBackend {
             .map_err(io_error)?;
         guard.path = None;
         // Make the rename durable; best effort, as not every platform can fsync a directory.
-        if let Some(parent) = dest.parent() {
-            if let Ok(dir) = tokio::fs::File::open(parent).await {
-                let _ = dir.sync_all().await;
-            }
+        if let Some(parent) = dest.parent()
+            && let Ok(dir) = tokio::fs::File::open(parent).await
+        {
+            let _ = dir.sync_all().await;
         }
         Ok(())
     }

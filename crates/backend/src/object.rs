@@ -613,16 +613,14 @@ impl Backend for ObjectStoreBackend {
                 // from other failures by the object's size.
                 if let (Some(r), BackendError::Permanent(_) | BackendError::Unavailable(_)) =
                     (&range, &mapped)
+                    && let Ok(meta) = self.store.head(&path).await
+                    && r.end > meta.size
                 {
-                    if let Ok(meta) = self.store.head(&path).await {
-                        if r.end > meta.size {
-                            return Err(BackendError::InvalidRange {
-                                start: r.start,
-                                end: r.end,
-                                size: meta.size,
-                            });
-                        }
-                    }
+                    return Err(BackendError::InvalidRange {
+                        start: r.start,
+                        end: r.end,
+                        size: meta.size,
+                    });
                 }
                 return Err(mapped);
             }

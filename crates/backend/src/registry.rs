@@ -453,31 +453,31 @@ impl Backend for RegistryBackend {
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, BackendError> {
         let (repo, url) = self.blob_url(namespace, key)?;
-        if let Some(r) = &range {
-            if r.start >= r.end {
-                // HTTP cannot express an empty range: validate it against the size.
-                let size = self.stat(namespace, key).await?.size;
-                if r.start > r.end || r.end > size {
-                    return Err(BackendError::InvalidRange {
-                        start: r.start,
-                        end: r.end,
-                        size,
-                    });
-                }
-                return Ok(futures_util::stream::empty().boxed());
-            }
-        }
-        let response = self.send(Method::GET, &repo, &url, range.as_ref()).await?;
-        let status = response.status();
-        if status == StatusCode::RANGE_NOT_SATISFIABLE {
-            if let Some(r) = &range {
-                let size = self.stat(namespace, key).await?.size;
+        if let Some(r) = &range
+            && r.start >= r.end
+        {
+            // HTTP cannot express an empty range: validate it against the size.
+            let size = self.stat(namespace, key).await?.size;
+            if r.start > r.end || r.end > size {
                 return Err(BackendError::InvalidRange {
                     start: r.start,
                     end: r.end,
                     size,
                 });
             }
+            return Ok(futures_util::stream::empty().boxed());
+        }
+        let response = self.send(Method::GET, &repo, &url, range.as_ref()).await?;
+        let status = response.status();
+        if status == StatusCode::RANGE_NOT_SATISFIABLE
+            && let Some(r) = &range
+        {
+            let size = self.stat(namespace, key).await?.size;
+            return Err(BackendError::InvalidRange {
+                start: r.start,
+                end: r.end,
+                size,
+            });
         }
         if !status.is_success() {
             return Err(status_error(status, &url));
