@@ -3,8 +3,8 @@
 //! No sockets, no clock, no spawning: callers feed events (`handle_*`, each with `now`) and
 //! poll for what to do (`poll_action`, `poll_timeout`). The QUIC driver in the agent and the
 //! simulator drive this same code, so every policy that the simulator must share lives here:
-//! piece selection, pipelining, endgame, connection policy ([`torrent`]) and the tracker's peer
-//! handout ([`handout`]).
+//! piece selection, pipelining, endgame, connection policy ([`torrent`]), the origin's
+//! seeding policy ([`seeding`]) and the tracker's peer handout ([`handout`]).
 //!
 //! This crate is **not** a network stack or a storage layer: it never sees piece bytes; the
 //! driver verifies pieces and reports the outcome.
@@ -12,6 +12,7 @@
 pub mod config;
 pub mod handout;
 mod picker;
+pub mod seeding;
 pub mod torrent;
 
 pub use config::{EngineConfig, PiecePolicy};

@@ -198,7 +198,7 @@ pub struct Torrent {
     /// Piece → peers it is requested from.
     inflight: BTreeMap<u32, BTreeSet<PeerId>>,
     /// Piece → a peer not to ask again for it (its request timed out).
-    avoid: BTreeMap<u32, PeerId>,
+    avoid: BTreeMap<u32, (PeerId, Instant)>,
     candidates: VecDeque<PeerInfo>,
     dialing: BTreeSet<PeerId>,
     blacklist: BTreeMap<PeerId, Instant>,
@@ -303,6 +303,10 @@ impl Torrent {
             for until in self.blacklist.values() {
                 consider(*until);
             }
+        }
+        // A piece avoided at one peer may be requestable there again later.
+        for (_, until) in self.avoid.values() {
+            consider(*until);
         }
         next
     }
@@ -547,7 +551,10 @@ impl Torrent {
             p.requests.remove(&raw);
         }
         self.unmark_inflight(raw, &peer);
-        self.avoid.insert(raw, peer);
+        // Refused or failed: try others for this piece for a moment (an origin refuses a
+        // piece it has just sent to someone else, who will soon have it).
+        self.avoid
+            .insert(raw, (peer, now + self.config.request_timeout_min / 5));
         self.fill_all(now);
     }
 
@@ -575,7 +582,8 @@ impl Torrent {
             let too_slow = p.timeouts >= self.config.max_timeouts;
             self.stats.timeouts += 1;
             self.unmark_inflight(raw, &id);
-            self.avoid.insert(raw, id);
+            self.avoid
+                .insert(raw, (id, now + self.config.request_timeout_min));
             let piece = self
                 .layout
                 .piece(raw)
@@ -591,6 +599,7 @@ impl Torrent {
             self.disconnect(id, DisconnectReason::Idle);
         }
         self.blacklist.retain(|_, until| *until > now);
+        self.avoid.retain(|_, (_, until)| *until > now);
         self.fill_all(now);
         self.dial(now);
     }
@@ -683,7 +692,10 @@ impl Torrent {
         for p in peer.bitfield.ones() {
             if self.have.has_index(p)
                 || self.inflight.contains_key(&p)
-                || self.avoid.get(&p) == Some(id)
+                || self
+                    .avoid
+                    .get(&p)
+                    .is_some_and(|(peer, until)| peer == id && *until > now)
             {
                 continue;
             }

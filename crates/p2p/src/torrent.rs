@@ -193,7 +193,11 @@ impl Drop for PeerConn {
     }
 }
 
+/// An origin's per-torrent ledger of pieces handed out (see `shoal_engine::seeding`).
+type Ledger = Option<Arc<parking_lot::Mutex<shoal_engine::seeding::SeedLedger>>>;
+
 struct Task {
+    ledger: Ledger,
     swarm: Arc<Inner>,
     meta: Arc<MetaInfo>,
     source: Source,
@@ -242,7 +246,16 @@ pub(crate) fn spawn(swarm: Arc<Inner>, meta: MetaInfo, source: Source) -> Torren
         swarm.config.role,
         config,
     );
+    let ledger = (swarm.config.role == Role::Origin).then(|| {
+        Arc::new(parking_lot::Mutex::new(
+            shoal_engine::seeding::SeedLedger::new(
+                meta.layout().piece_count(),
+                shoal_engine::seeding::DEFAULT_WINDOW,
+            ),
+        ))
+    });
     let task = Task {
+        ledger,
         swarm: Arc::clone(&swarm),
         meta,
         source,
@@ -548,6 +561,7 @@ impl Task {
                     self.source.clone(),
                     self.events_tx.clone(),
                     Arc::clone(&self.swarm),
+                    self.ledger.clone(),
                 ))
                 .abort_handle(),
         ];
@@ -725,6 +739,7 @@ async fn serve(
     source: Source,
     events: mpsc::Sender<Event>,
     swarm: Arc<Inner>,
+    ledger: Ledger,
 ) {
     let slots = Arc::new(Semaphore::new(SERVE_PER_PEER));
     while let Some(req) = requests.next().await {
@@ -736,7 +751,7 @@ async fn serve(
             return;
         };
         let (meta, source, events) = (Arc::clone(&meta), source.clone(), events.clone());
-        let swarm = Arc::clone(&swarm);
+        let (swarm, ledger) = (Arc::clone(&swarm), ledger.clone());
         tokio::spawn(async move {
             let _permits = (permit, host_permit);
             let Some(piece) = meta.layout().piece(req.piece()) else {
@@ -745,6 +760,14 @@ async fn serve(
                     .await;
                 return;
             };
+            if let Some(ledger) = &ledger
+                && !ledger.lock().allow(piece.get(), Instant::now().into_std())
+            {
+                let _ = req
+                    .reject(ErrorCode::PieceUnavailable, "sent to another peer just now")
+                    .await;
+                return;
+            }
             let read = {
                 let (meta, source) = (Arc::clone(&meta), source.clone());
                 tokio::task::spawn_blocking(move || source.read_piece(&meta, piece)).await

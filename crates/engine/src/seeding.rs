@@ -1,0 +1,70 @@
+//! How an origin spreads its uplink: each piece once, to one peer at a time.
+//!
+//! When many agents start at once, each sees the pieces only the origin has as the rarest and
+//! asks the origin for them; without a policy the origin sends the same rare piece to many
+//! agents while other pieces wait. An origin therefore refuses a piece it sent to another peer
+//! within the last `window` (the requester tries another piece, and gets this one from the
+//! peer that just received it); after the window it serves the piece again, so a recipient that
+//! vanished costs only a delay. This is BitTorrent's "super-seeding", reduced to one rule.
+
+use std::time::{Duration, Instant};
+
+/// The default window: about the time a 4 MiB piece takes to reach a peer and be announced.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(2);
+
+/// When each piece was last handed out.
+#[derive(Debug, Clone)]
+pub struct SeedLedger {
+    window: Duration,
+    last_served: Vec<Option<Instant>>,
+}
+
+impl SeedLedger {
+    /// A ledger for `pieces` pieces.
+    pub fn new(pieces: u32, window: Duration) -> Self {
+        Self {
+            window,
+            last_served: vec![None; pieces as usize],
+        }
+    }
+
+    /// Whether to serve `piece` now; records the serving if so. Out-of-range pieces are
+    /// refused.
+    pub fn allow(&mut self, piece: u32, now: Instant) -> bool {
+        let Some(slot) = self.last_served.get_mut(piece as usize) else {
+            return false;
+        };
+        match slot {
+            Some(at) if now.saturating_duration_since(*at) < self.window => false,
+            _ => {
+                *slot = Some(now);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_piece_once_per_window() {
+        let t0 = Instant::now();
+        let mut l = SeedLedger::new(3, Duration::from_secs(2));
+        assert!(l.allow(0, t0));
+        assert!(
+            !l.allow(0, t0 + Duration::from_millis(500)),
+            "recently sent elsewhere"
+        );
+        assert!(
+            l.allow(1, t0 + Duration::from_millis(500)),
+            "other pieces are served"
+        );
+        assert!(
+            l.allow(0, t0 + Duration::from_secs(2)),
+            "again after the window"
+        );
+        assert!(!l.allow(3, t0), "no such piece");
+    }
+}
