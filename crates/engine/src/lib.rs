@@ -11,12 +11,13 @@
 
 pub mod config;
 pub mod handout;
+mod interface;
 mod picker;
 pub mod seeding;
 pub mod torrent;
 
 pub use config::{EngineConfig, PiecePolicy};
-pub use torrent::{
-    Action, ConnectFailure, DisconnectReason, PeerInfo, PieceOutcome, Refusal, Role, Torrent,
-    TorrentStats,
+pub use interface::{
+    Action, ConnectFailure, DisconnectReason, PeerInfo, PieceOutcome, Refusal, Role, TorrentStats,
 };
+pub use torrent::Torrent;

@@ -10,14 +10,13 @@ use bytes::Bytes;
 use shoal_core::{Bitfield, InfoHash, MetaInfo, PeerId, PieceIndex};
 use shoal_engine::{Action, ConnectFailure, PeerInfo, PieceOutcome, Role, Torrent};
 use shoal_store::PieceWrite;
-use shoal_transport::{
-    ControlReceiver, IncomingSession, RequestError, RequestReceiver, SessionError, SessionSender,
-};
+use shoal_transport::{IncomingSession, RequestError, SessionError, SessionSender};
 use shoal_wire::{ErrorCode, Handshake, Message};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::peer;
 use crate::source::Source;
 use crate::swarm::{Inner, Swarm, reject};
 
@@ -25,8 +24,6 @@ use crate::swarm::{Inner, Swarm, reject};
 const EVENT_QUEUE: usize = 1024;
 /// Control frames queued per peer before the peer counts as hopelessly behind.
 const PEER_QUEUE: usize = 512;
-/// Pieces served concurrently to one peer (see also the host-wide limit).
-const SERVE_PER_PEER: usize = 2;
 
 /// Where a torrent stands, as seen by readers of the blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +191,7 @@ impl Drop for PeerConn {
 }
 
 /// An origin's per-torrent ledger of pieces handed out (see `shoal_engine::seeding`).
-type Ledger = Option<Arc<parking_lot::Mutex<shoal_engine::seeding::SeedLedger>>>;
+pub(crate) type Ledger = Option<Arc<parking_lot::Mutex<shoal_engine::seeding::SeedLedger>>>;
 
 struct Task {
     ledger: Ledger,
@@ -540,11 +537,16 @@ impl Task {
         let tasks = vec![
             self.swarm
                 .tasks
-                .spawn(control_reader(peer, conn, control, self.events_tx.clone()))
+                .spawn(peer::control_reader(
+                    peer,
+                    conn,
+                    control,
+                    self.events_tx.clone(),
+                ))
                 .abort_handle(),
             self.swarm
                 .tasks
-                .spawn(control_writer(
+                .spawn(peer::control_writer(
                     peer,
                     conn,
                     sender.clone(),
@@ -554,7 +556,7 @@ impl Task {
                 .abort_handle(),
             self.swarm
                 .tasks
-                .spawn(serve(
+                .spawn(peer::serve(
                     peer,
                     requests,
                     Arc::clone(&self.meta),
@@ -685,107 +687,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-async fn control_reader(
-    peer: PeerId,
-    conn: u64,
-    mut control: ControlReceiver,
-    events: mpsc::Sender<Event>,
-) {
-    loop {
-        match control.recv().await {
-            Ok(Some(msg)) => {
-                if events
-                    .send(Event::Control { peer, conn, msg })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::debug!(%peer, "control stream failed: {e}");
-                break;
-            }
-        }
-    }
-    let _ = events.send(Event::Closed { peer, conn }).await;
-}
-
-async fn control_writer(
-    peer: PeerId,
-    conn: u64,
-    sender: SessionSender,
-    mut out: mpsc::Receiver<Message>,
-    events: mpsc::Sender<Event>,
-) {
-    while let Some(msg) = out.recv().await {
-        if let Err(e) = sender.send(msg).await {
-            tracing::debug!(%peer, "sending control frame failed: {e}");
-            let _ = events.send(Event::Closed { peer, conn }).await;
-            return;
-        }
-    }
-}
-
-/// Answers the peer's piece requests, a few at a time.
-async fn serve(
-    peer: PeerId,
-    mut requests: RequestReceiver,
-    meta: Arc<MetaInfo>,
-    source: Source,
-    events: mpsc::Sender<Event>,
-    swarm: Arc<Inner>,
-    ledger: Ledger,
-) {
-    let slots = Arc::new(Semaphore::new(SERVE_PER_PEER));
-    while let Some(req) = requests.next().await {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        // Host-wide bound on pieces held in memory while they are sent.
-        let Ok(host_permit) = Arc::clone(&swarm.serving).acquire_owned().await else {
-            return;
-        };
-        let (meta, source, events) = (Arc::clone(&meta), source.clone(), events.clone());
-        let (swarm, ledger) = (Arc::clone(&swarm), ledger.clone());
-        tokio::spawn(async move {
-            let _permits = (permit, host_permit);
-            let Some(piece) = meta.layout().piece(req.piece()) else {
-                let _ = req
-                    .reject(ErrorCode::PieceUnavailable, "no such piece")
-                    .await;
-                return;
-            };
-            if let Some(ledger) = &ledger
-                && !ledger.lock().allow(piece.get(), Instant::now().into_std())
-            {
-                let _ = req
-                    .reject(ErrorCode::PieceUnavailable, "sent to another peer just now")
-                    .await;
-                return;
-            }
-            let read = {
-                let (meta, source) = (Arc::clone(&meta), source.clone());
-                tokio::task::spawn_blocking(move || source.read_piece(&meta, piece)).await
-            };
-            match read {
-                Ok(Ok(Some(data))) => {
-                    let len = data.len() as u64;
-                    if req.respond(data).await.is_ok() {
-                        swarm.stats.uploaded.fetch_add(len, Ordering::Relaxed);
-                        let _ = events.send(Event::Served { peer }).await;
-                    }
-                }
-                _ => {
-                    let _ = req
-                        .reject(ErrorCode::PieceUnavailable, "piece not available")
-                        .await;
-                }
-            }
-        });
     }
 }

@@ -1,0 +1,120 @@
+//! The tasks of one peer connection: reading and writing its control stream, serving its
+//! piece requests. Results go back to the torrent task as events.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use shoal_core::{MetaInfo, PeerId};
+use shoal_transport::{ControlReceiver, RequestReceiver, SessionSender};
+use shoal_wire::{ErrorCode, Message};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+use crate::source::Source;
+use crate::swarm::Inner;
+use crate::torrent::{Event, Ledger};
+
+/// Pieces served concurrently to one peer (see also the host-wide limit).
+const SERVE_PER_PEER: usize = 2;
+
+pub(crate) async fn control_reader(
+    peer: PeerId,
+    conn: u64,
+    mut control: ControlReceiver,
+    events: mpsc::Sender<Event>,
+) {
+    loop {
+        match control.recv().await {
+            Ok(Some(msg)) => {
+                if events
+                    .send(Event::Control { peer, conn, msg })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(%peer, "control stream failed: {e}");
+                break;
+            }
+        }
+    }
+    let _ = events.send(Event::Closed { peer, conn }).await;
+}
+
+pub(crate) async fn control_writer(
+    peer: PeerId,
+    conn: u64,
+    sender: SessionSender,
+    mut out: mpsc::Receiver<Message>,
+    events: mpsc::Sender<Event>,
+) {
+    while let Some(msg) = out.recv().await {
+        if let Err(e) = sender.send(msg).await {
+            tracing::debug!(%peer, "sending control frame failed: {e}");
+            let _ = events.send(Event::Closed { peer, conn }).await;
+            return;
+        }
+    }
+}
+
+/// Answers the peer's piece requests, a few at a time.
+pub(crate) async fn serve(
+    peer: PeerId,
+    mut requests: RequestReceiver,
+    meta: Arc<MetaInfo>,
+    source: Source,
+    events: mpsc::Sender<Event>,
+    swarm: Arc<Inner>,
+    ledger: Ledger,
+) {
+    let slots = Arc::new(Semaphore::new(SERVE_PER_PEER));
+    while let Some(req) = requests.next().await {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        // Host-wide bound on pieces held in memory while they are sent.
+        let Ok(host_permit) = Arc::clone(&swarm.serving).acquire_owned().await else {
+            return;
+        };
+        let (meta, source, events) = (Arc::clone(&meta), source.clone(), events.clone());
+        let (swarm, ledger) = (Arc::clone(&swarm), ledger.clone());
+        tokio::spawn(async move {
+            let _permits = (permit, host_permit);
+            let Some(piece) = meta.layout().piece(req.piece()) else {
+                let _ = req
+                    .reject(ErrorCode::PieceUnavailable, "no such piece")
+                    .await;
+                return;
+            };
+            if let Some(ledger) = &ledger
+                && !ledger.lock().allow(piece.get(), Instant::now().into_std())
+            {
+                let _ = req
+                    .reject(ErrorCode::PieceUnavailable, "sent to another peer just now")
+                    .await;
+                return;
+            }
+            let read = {
+                let (meta, source) = (Arc::clone(&meta), source.clone());
+                tokio::task::spawn_blocking(move || source.read_piece(&meta, piece)).await
+            };
+            match read {
+                Ok(Ok(Some(data))) => {
+                    let len = data.len() as u64;
+                    if req.respond(data).await.is_ok() {
+                        swarm.stats.uploaded.fetch_add(len, Ordering::Relaxed);
+                        let _ = events.send(Event::Served { peer }).await;
+                    }
+                }
+                _ => {
+                    let _ = req
+                        .reject(ErrorCode::PieceUnavailable, "piece not available")
+                        .await;
+                }
+            }
+        });
+    }
+}
