@@ -57,15 +57,16 @@ pub struct Agent {
     store: BlobStore,
     config: AgentConfig,
     peer_id: shoal_core::PeerId,
+    tracker: tonic::transport::Endpoint,
 }
 
 impl Agent {
     /// Opens the store, binds the HTTP listener and the peer transport (port 0 works).
     /// Spawns nothing.
     pub async fn bind(config: AgentConfig) -> Result<Self, StartError> {
-        let endpoint = tonic::transport::Endpoint::from_shared(config.tracker.clone())
-            .map_err(|e| StartError::Config(format!("tracker url {:?}: {e}", config.tracker)))?;
-        drop(endpoint);
+        let tracker = tonic::transport::Endpoint::from_shared(config.tracker.clone())
+            .map_err(|e| StartError::Config(format!("tracker url {:?}: {e}", config.tracker)))?
+            .connect_timeout(std::time::Duration::from_secs(5));
         let peer_id =
             shoal_p2p::load_or_create_peer_id(&config.data_dir).map_err(StartError::PeerId)?;
         let store_dir = config.data_dir.join("cache");
@@ -86,6 +87,7 @@ impl Agent {
             store,
             config,
             peer_id,
+            tracker,
         })
     }
 
@@ -120,9 +122,7 @@ impl Agent {
             None,
             workers.clone(),
         );
-        let channel = tonic::transport::Endpoint::from_shared(self.config.tracker.clone())?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .connect_lazy();
+        let channel = self.tracker.connect_lazy();
         let tracker = shoal_tracker_api::tracker_client::TrackerClient::new(channel);
         let downloads = downloads::Downloads::new(
             self.store,
