@@ -5,12 +5,12 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::StreamExt;
 use shoal_core::{Digest, RepoName};
-use shoal_runtime::range::{RangeRequest, parse_range};
+use shoal_runtime::range::{blob_headers, blob_response};
 
 use crate::downloads::Downloads;
 use crate::error::AgentError;
@@ -36,19 +36,6 @@ fn parse(ns: &str, digest: &str) -> Result<(RepoName, Digest), AgentError> {
     Ok((ns, digest))
 }
 
-fn headers(resp: &mut Response, d: &Digest, len: u64) {
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&d.to_string()) {
-        h.insert("docker-content-digest", v);
-    }
-}
-
 /// Answers from the cache or the blob's metainfo: a HEAD never starts a download.
 async fn blob_head(
     State(downloads): S,
@@ -57,7 +44,7 @@ async fn blob_head(
     let (ns, d) = parse(&ns, &d)?;
     let size = downloads.stat(&ns, &d).await?;
     let mut resp = StatusCode::OK.into_response();
-    headers(&mut resp, &d, size);
+    blob_headers(resp.headers_mut(), &d.to_string(), size);
     Ok(resp)
 }
 
@@ -77,19 +64,8 @@ async fn blob_get(
     let range = request_headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    let (status, range) = match parse_range(range, size).map_err(|_| AgentError::Range(size))? {
-        RangeRequest::Full => (StatusCode::OK, 0..size),
-        RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, r),
-    };
-    let body = Body::from_stream(reader.into_chunks(range.clone()).boxed());
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    headers(&mut resp, &d, range.end - range.start);
-    if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(v) =
-            HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
-    {
-        resp.headers_mut().insert(header::CONTENT_RANGE, v);
-    }
-    Ok(resp)
+    blob_response(range, size, &d.to_string(), |range| {
+        Body::from_stream(reader.into_chunks(range).boxed())
+    })
+    .map_err(|_| AgentError::Range(size))
 }

@@ -15,7 +15,7 @@ use crate::blobs::{self, Blobs};
 use crate::error::ApiError;
 use crate::sink::{self, SinkError};
 use crate::uploads::{UploadId, Uploads};
-use shoal_runtime::range::{RangeRequest, parse_content_range, parse_range};
+use shoal_runtime::range::{blob_headers, blob_response, parse_content_range};
 
 /// The `Docker-Content-Digest` header, kept for compatibility with registry tooling.
 const DIGEST_HEADER: &str = "docker-content-digest";
@@ -268,18 +268,6 @@ async fn blob_put(
     Ok(created(&ns, &d))
 }
 
-fn blob_headers(resp: &mut Response, d: &Digest, len: u64) {
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(DIGEST_HEADER, header_value(&d.to_string()));
-    h.insert(header::ETAG, header_value(&format!("\"{d}\"")));
-}
-
 async fn blob_head(
     State(st): S,
     Path((ns, d)): Path<(String, String)>,
@@ -288,7 +276,7 @@ async fn blob_head(
     let d = digest(&d)?;
     let size = st.blobs.stat(&ns, &d).await?;
     let mut resp = StatusCode::OK.into_response();
-    blob_headers(&mut resp, &d, size);
+    blob_headers(resp.headers_mut(), &d.to_string(), size);
     Ok(resp)
 }
 
@@ -302,21 +290,10 @@ async fn blob_get(
     let reader = st.blobs.open(&ns, &d).await?;
     let size = reader.size();
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let request = parse_range(range_header, size).map_err(|_| ApiError::RangeInvalid { size })?;
-    let (status, range) = match request {
-        RangeRequest::Full => (StatusCode::OK, 0..size),
-        RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, r),
-    };
-    let mut resp = Response::new(Body::from_stream(blobs::chunks(reader, range.clone())));
-    *resp.status_mut() = status;
-    blob_headers(&mut resp, &d, range.end - range.start);
-    if status == StatusCode::PARTIAL_CONTENT {
-        resp.headers_mut().insert(
-            header::CONTENT_RANGE,
-            header_value(&format!("bytes {}-{}/{size}", range.start, range.end - 1)),
-        );
-    }
-    Ok(resp)
+    blob_response(range_header, size, &d.to_string(), |range| {
+        Body::from_stream(blobs::chunks(reader, range))
+    })
+    .map_err(|_| ApiError::RangeInvalid { size })
 }
 
 async fn metainfo_get(

@@ -2,6 +2,10 @@
 
 use std::ops::Range;
 
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+
 /// What a download's `Range` header asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RangeRequest {
@@ -71,6 +75,48 @@ pub fn parse_content_range(header: &str) -> Option<Range<u64>> {
         return None;
     }
     Some(start..end.checked_add(1)?)
+}
+
+/// Sets the headers of a blob response or HEAD answer: `Content-Length: len`,
+/// `application/octet-stream`, `Accept-Ranges: bytes`, and the digest as
+/// `Docker-Content-Digest` and (quoted) `ETag`.
+pub fn blob_headers(headers: &mut HeaderMap, digest: &str, len: u64) {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(digest) {
+        headers.insert("docker-content-digest", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+        headers.insert(header::ETAG, v);
+    }
+}
+
+/// The response to a `GET` of a blob of `size` bytes: 200 with the whole blob, or 206 with
+/// `Content-Range` for a satisfiable `Range` header. `body` streams the chosen byte range.
+pub fn blob_response(
+    range_header: Option<&str>,
+    size: u64,
+    digest: &str,
+    body: impl FnOnce(Range<u64>) -> Body,
+) -> Result<Response, Unsatisfiable> {
+    let (status, range) = match parse_range(range_header, size)? {
+        RangeRequest::Full => (StatusCode::OK, 0..size),
+        RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, r),
+    };
+    let mut resp = Response::new(body(range.clone()));
+    *resp.status_mut() = status;
+    blob_headers(resp.headers_mut(), digest, range.end - range.start);
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) =
+            HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1))
+    {
+        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]
