@@ -12,21 +12,10 @@ use shoal_agent::{Agent, AgentConfig};
 use shoal_core::{Algorithm, Digest, InfoHash, MetaInfo, PeerId};
 use shoal_origin::{Origin, OriginConfig};
 use shoal_p2p::{Resolver, Source, Swarm, SwarmConfig};
+use shoal_testkit::{metric, pseudo_random_bytes as blob};
 use shoal_tracker::{Tracker, TrackerConfig};
 use shoal_transport::{Transport, TransportConfig};
 use tokio_util::sync::CancellationToken;
-
-fn blob(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 struct Cluster {
     token: CancellationToken,
@@ -111,21 +100,6 @@ impl Cluster {
             let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
         }
     }
-}
-
-async fn metric(base: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' '))
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().parse::<f64>().unwrap())
-        .sum()
 }
 
 async fn wait_metric(base: &str, name: &str, what: &str, pred: impl Fn(f64) -> bool) {

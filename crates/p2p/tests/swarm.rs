@@ -12,22 +12,11 @@ use shoal_core::{Algorithm, Digest, InfoHash, MetaInfo, MetaInfoBuilder, PeerId}
 use shoal_engine::{EngineConfig, PeerInfo, Role};
 use shoal_p2p::{Resolver, Source, Swarm, SwarmConfig};
 use shoal_store::{BlobStore, StoreConfig};
+use shoal_testkit::pseudo_random_bytes as blob;
 use shoal_transport::{Transport, TransportConfig};
 use tokio_util::sync::CancellationToken;
 
 const PIECE: u32 = 256 * 1024;
-
-fn blob(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn meta_of(data: &[u8]) -> MetaInfo {
     let mut b = MetaInfoBuilder::new(PIECE).unwrap();

@@ -193,3 +193,33 @@ impl Drop for ServiceProcess {
         }
     }
 }
+
+/// `len` deterministic pseudo-random bytes (xorshift64 seeded by `seed`): incompressible test
+/// content that is the same on every run.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The value of metric `name` on `{base}/metrics`, summed over all its label sets (0 if absent).
+pub async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics request")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
+        .map(|(_, v)| v.trim().parse::<f64>().expect("metric value is a number"))
+        .sum()
+}

@@ -89,18 +89,7 @@ impl TestOrigin {
 
     /// A metric's value from /metrics (summing all series of that name).
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once(' '))
-            .filter(|(k, _)| *k == name || k.starts_with(&format!("{name}{{")))
-            .map(|(_, v)| v.trim().parse::<f64>().unwrap())
-            .sum()
+        shoal_testkit::metric(&self.base, name).await
     }
 
     pub async fn wait_metric(&self, name: &str, what: &str, pred: impl Fn(f64) -> bool) {
@@ -129,25 +118,14 @@ impl TestOrigin {
     }
 }
 
+pub use shoal_testkit::pseudo_random_bytes as data;
+
 pub fn sha256(data: &[u8]) -> Digest {
     Digest::compute(Algorithm::Sha256, data)
 }
 
 pub fn ns(s: &str) -> RepoName {
     s.parse().unwrap()
-}
-
-/// Deterministic pseudo-random bytes.
-pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Files left in a directory tree (recursively).
