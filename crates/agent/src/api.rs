@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::StreamExt;
 use shoal_core::{Digest, RepoName};
 use shoal_runtime::range::{blob_headers, blob_response};
 
@@ -54,18 +53,13 @@ async fn blob_get(
     request_headers: HeaderMap,
 ) -> Result<Response, AgentError> {
     let (ns, d) = parse(&ns, &d)?;
-    downloads.fetch(&ns, &d).await?;
-    let store = downloads.store.clone();
-    let reader = tokio::task::spawn_blocking(move || store.open_blob(&d))
-        .await
-        .map_err(|e| AgentError::Internal(e.to_string()))?
-        .map_err(|e| AgentError::Internal(format!("opening blob: {e}")))?;
-    let size = reader.size();
+    // Streams from the cache, or from the download as its leading pieces are verified.
+    let (size, read) = downloads.open(&ns, &d).await?;
     let range = request_headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
     blob_response(range, size, &d.to_string(), |range| {
-        Body::from_stream(reader.into_chunks(range).boxed())
+        Body::from_stream(read(range))
     })
     .map_err(|_| AgentError::Range(size))
 }

@@ -20,6 +20,13 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// The tracker's gRPC URL. Default `http://127.0.0.1:7200`.
     pub tracker: String,
+    /// The build-index's base URL (`http://host:port`), for resolving tags on pulls. Default:
+    /// none, and pulls by tag answer `UNAVAILABLE` (pulls by digest work).
+    pub build_index: Option<String>,
+    /// How long a tag resolution is cached: a re-pushed tag reaches this agent's pulls within
+    /// this time. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub tag_ttl: Duration,
     /// The IP address peers should dial, sent with announces. Default: none, and the tracker
     /// uses the address the announce came from.
     pub advertise_ip: Option<IpAddr>,
@@ -45,6 +52,8 @@ impl Default for AgentConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
             data_dir: PathBuf::from("/var/lib/shoal/agent"),
             tracker: "http://127.0.0.1:7200".to_owned(),
+            build_index: None,
+            tag_ttl: Duration::from_secs(5),
             advertise_ip: None,
             transport: TransportConfig::default(),
             engine: EngineSection::default(),

@@ -3,17 +3,21 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use shoal_core::{Digest, MetaInfo, PeerId, RepoName};
 use shoal_engine::PeerInfo;
 use shoal_p2p::{Source, Swarm, TorrentHandle, TorrentState};
+use shoal_registry::ByteStream;
 use shoal_runtime::flight::SingleFlight;
-use shoal_store::BlobStore;
+use shoal_store::{BlobStore, PartialBlob, StoreError};
 use shoal_tracker_api::tracker_client::TrackerClient;
 use shoal_tracker_api::{AnnounceEvent, AnnounceRequest, MetaInfoRequest};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -22,6 +26,19 @@ use crate::error::AgentError;
 /// Retry delay after a failed announce.
 const ANNOUNCE_RETRY: Duration = Duration::from_secs(1);
 
+/// A live torrent and a handle on its download file (for streaming while it downloads).
+#[derive(Clone)]
+struct Active {
+    handle: TorrentHandle,
+    partial: PartialBlob,
+}
+
+/// Streams a blob's byte range.
+pub(crate) type ReadFn = Box<dyn FnOnce(Range<u64>) -> ByteStream + Send>;
+
+/// Bytes read per chunk while streaming a download.
+const STREAM_CHUNK: u64 = 1 << 20;
+
 /// Downloads in progress and blobs being seeded.
 pub(crate) struct Downloads {
     pub(crate) store: BlobStore,
@@ -29,8 +46,8 @@ pub(crate) struct Downloads {
     tracker: TrackerClient<Channel>,
     advertise_ip: Option<IpAddr>,
     seed_time: Duration,
-    starting: SingleFlight<Digest, Result<TorrentHandle, AgentError>>,
-    active: Mutex<HashMap<Digest, TorrentHandle>>,
+    starting: SingleFlight<Digest, Result<Active, AgentError>>,
+    active: Mutex<HashMap<Digest, Active>>,
     shutdown: CancellationToken,
 }
 
@@ -60,8 +77,8 @@ impl Downloads {
         if let Some(size) = self.store.stat(digest) {
             return Ok(size);
         }
-        if let Some(h) = self.active.lock().get(digest) {
-            return Ok(h.meta().layout().blob_len());
+        if let Some(a) = self.active.lock().get(digest) {
+            return Ok(a.handle.meta().layout().blob_len());
         }
         Ok(self.metainfo(ns, digest).await?.layout().blob_len())
     }
@@ -76,11 +93,40 @@ impl Downloads {
         if let Some(size) = self.store.stat(digest) {
             return Ok(size);
         }
-        let handle = self.torrent(ns, digest).await?;
-        handle
+        let active = self.torrent(ns, digest).await?;
+        active
+            .handle
             .wait_complete()
             .await
             .map_err(|e| AgentError::Download(e.to_string()))
+    }
+
+    /// Opens the blob for streaming: from the cache, or from its download as verified pieces
+    /// land (starting the download if needed). Returns the size and a range reader.
+    pub(crate) async fn open(
+        self: &Arc<Self>,
+        ns: &RepoName,
+        digest: &Digest,
+    ) -> Result<(u64, ReadFn), AgentError> {
+        let store = self.store.clone();
+        let d = *digest;
+        let cached = tokio::task::spawn_blocking(move || store.open_blob(&d))
+            .await
+            .map_err(|e| AgentError::Internal(e.to_string()))?;
+        match cached {
+            Ok(reader) => {
+                let size = reader.size();
+                let read: ReadFn = Box::new(move |range| Box::pin(reader.into_chunks(range)));
+                return Ok((size, read));
+            }
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(AgentError::Internal(format!("opening blob: {e}"))),
+        }
+        let active = self.torrent(ns, digest).await?;
+        let size = active.handle.meta().layout().blob_len();
+        let state = active.handle.watch();
+        let read: ReadFn = Box::new(move |range| stream_download(active.partial, state, range));
+        Ok((size, read))
     }
 
     /// The running torrent for the blob, starting it if needed.
@@ -88,9 +134,9 @@ impl Downloads {
         self: &Arc<Self>,
         ns: &RepoName,
         digest: &Digest,
-    ) -> Result<TorrentHandle, AgentError> {
-        if let Some(h) = self.running(digest) {
-            return Ok(h);
+    ) -> Result<Active, AgentError> {
+        if let Some(a) = self.running(digest) {
+            return Ok(a);
         }
         let this = Arc::clone(self);
         let (ns, d) = (ns.clone(), *digest);
@@ -125,23 +171,24 @@ impl Downloads {
     }
 
     /// The live torrent for the blob, if one is downloading or seeding.
-    fn running(&self, digest: &Digest) -> Option<TorrentHandle> {
+    fn running(&self, digest: &Digest) -> Option<Active> {
         self.active
             .lock()
             .get(digest)
-            .filter(|h| !matches!(h.state(), TorrentState::Stopped | TorrentState::Failed(_)))
+            .filter(|a| {
+                !matches!(
+                    a.handle.state(),
+                    TorrentState::Stopped | TorrentState::Failed(_)
+                )
+            })
             .cloned()
     }
 
-    async fn start(
-        self: Arc<Self>,
-        ns: RepoName,
-        digest: Digest,
-    ) -> Result<TorrentHandle, AgentError> {
+    async fn start(self: Arc<Self>, ns: RepoName, digest: Digest) -> Result<Active, AgentError> {
         // A start that finished just before this one began already runs the torrent (and its
         // announce and seeding tasks).
-        if let Some(h) = self.running(&digest) {
-            return Ok(h);
+        if let Some(a) = self.running(&digest) {
+            return Ok(a);
         }
         let meta = self.metainfo(&ns, &digest).await?;
         let store = self.store.clone();
@@ -151,8 +198,14 @@ impl Downloads {
             .await
             .map_err(|e| AgentError::Internal(e.to_string()))?
             .map_err(|e| AgentError::Internal(format!("opening download: {e}")))?;
-        let handle = self.swarm.start_torrent(meta, Source::Partial(partial));
-        self.active.lock().insert(digest, handle.clone());
+        let handle = self
+            .swarm
+            .start_torrent(meta, Source::Partial(partial.clone()));
+        let active = Active {
+            handle: handle.clone(),
+            partial,
+        };
+        self.active.lock().insert(digest, active.clone());
         let token = self.shutdown.child_token();
         tokio::spawn(announce_loop(
             Arc::clone(&self),
@@ -167,7 +220,7 @@ impl Downloads {
             digest,
             token,
         ));
-        Ok(handle)
+        Ok(active)
     }
 
     fn announce_request(
@@ -289,8 +342,60 @@ async fn seed_then_stop(
     let mut active = downloads.active.lock();
     if active
         .get(&digest)
-        .is_some_and(|h| h.info_hash() == handle.info_hash())
+        .is_some_and(|a| a.handle.info_hash() == handle.info_hash())
     {
         active.remove(&digest);
     }
+}
+
+/// Streams `range` of a blob that is downloading: each chunk as soon as the pieces under it
+/// are verified, waiting for the torrent's progress in between. Fails if the download fails
+/// or stops before the range is complete.
+fn stream_download(
+    partial: PartialBlob,
+    state: watch::Receiver<TorrentState>,
+    range: Range<u64>,
+) -> ByteStream {
+    let init = (partial, state, range.start);
+    let end = range.end;
+    Box::pin(futures_util::stream::try_unfold(
+        init,
+        move |(partial, mut state, pos)| async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            loop {
+                // Mark the state seen before looking at the pieces, so no progress is missed.
+                let seen = state.borrow_and_update().clone();
+                let layout = partial.meta().layout();
+                let present = layout.piece_at(pos).is_some_and(|p| partial.have().has(p));
+                if present {
+                    let p = partial.clone();
+                    let len = usize::try_from((end - pos).min(STREAM_CHUNK)).unwrap_or(0);
+                    let buf = tokio::task::spawn_blocking(move || {
+                        let mut buf = vec![0; len];
+                        let n = p.read_at(pos, &mut buf).map_err(std::io::Error::other)?;
+                        buf.truncate(n);
+                        Ok::<_, std::io::Error>(buf)
+                    })
+                    .await
+                    .map_err(std::io::Error::other)??;
+                    if !buf.is_empty() {
+                        let n = buf.len() as u64;
+                        return Ok(Some((Bytes::from(buf), (partial, state, pos + n))));
+                    }
+                }
+                match seen {
+                    TorrentState::Failed(e) => return Err(std::io::Error::other(e)),
+                    TorrentState::Stopped => {
+                        return Err(std::io::Error::other("download stopped"));
+                    }
+                    TorrentState::Downloading { .. } | TorrentState::Complete { .. } => {}
+                }
+                if state.changed().await.is_err() {
+                    return Err(std::io::Error::other("download ended"));
+                }
+            }
+        },
+    ))
 }

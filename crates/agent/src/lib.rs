@@ -14,9 +14,12 @@ mod api;
 pub mod config;
 mod downloads;
 mod error;
+mod registry;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use shoal_build_index_api::BuildIndexClient;
 use shoal_p2p::{Swarm, SwarmConfig};
 use shoal_runtime::admin::{self, Readiness};
 use shoal_runtime::metrics::Metrics;
@@ -58,6 +61,7 @@ pub struct Agent {
     config: AgentConfig,
     peer_id: shoal_core::PeerId,
     tracker: tonic::transport::Endpoint,
+    build_index: Option<BuildIndexClient>,
 }
 
 impl Agent {
@@ -67,6 +71,12 @@ impl Agent {
         let tracker = tonic::transport::Endpoint::from_shared(config.tracker.clone())
             .map_err(|e| StartError::Config(format!("tracker url {:?}: {e}", config.tracker)))?
             .connect_timeout(std::time::Duration::from_secs(5));
+        let build_index = config
+            .build_index
+            .as_deref()
+            .map(BuildIndexClient::new)
+            .transpose()
+            .map_err(|e| StartError::Config(format!("build_index: {e}")))?;
         let peer_id =
             shoal_p2p::load_or_create_peer_id(&config.data_dir).map_err(StartError::PeerId)?;
         let store_dir = config.data_dir.join("cache");
@@ -88,6 +98,7 @@ impl Agent {
             config,
             peer_id,
             tracker,
+            build_index,
         })
     }
 
@@ -135,7 +146,14 @@ impl Agent {
         let metrics = Metrics::new("shoal_agent");
         register_swarm_metrics(&metrics, &swarm);
         let readiness = Readiness::default();
-        let router = api::router(downloads).merge(admin::routes(metrics, readiness.clone()));
+        let registry = registry::AgentStore::new(
+            Arc::clone(&downloads),
+            self.build_index,
+            self.config.tag_ttl,
+        );
+        let router = api::router(downloads)
+            .merge(shoal_registry::router(Arc::new(registry)))
+            .merge(admin::routes(metrics, readiness.clone()));
         readiness.set(true);
         tracing::info!(addr = %self.local_addr, peer_addr = %swarm.local_addr(), peer_id = %self.peer_id, "agent listening");
         let served = admin::serve(self.listener, router, shutdown.clone()).await;

@@ -5,6 +5,8 @@
 //! * `shoal fetch --agent URL --namespace NS DIGEST -o OUT` downloads a blob through an agent,
 //!   verifies it against the digest and only then writes `OUT` (`-o -`: stdout).
 //! * `shoal digest FILE` prints a file's `sha256:` digest.
+//! * `shoal dev` runs a whole cluster on loopback: `docker push localhost:5000/demo:1`, then
+//!   `docker pull localhost:5001/demo:1`.
 //!
 //! Progress goes to stderr (a bar on a terminal, one summary line otherwise); stdout carries
 //! only results, so `d=$(shoal push …)` works. Failures print `error: …` on stderr and exit 1;
@@ -12,6 +14,7 @@
 //!
 //! The binary (`src/main.rs`) only parses [`Cli`] and calls [`run`].
 
+mod dev;
 mod digest;
 mod error;
 mod fetch;
@@ -24,6 +27,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use dev::{DevArgs, run_dev};
 pub use digest::file_digest;
 pub use error::CliError;
 pub use fetch::{FetchRequest, fetch};
@@ -74,8 +78,9 @@ pub enum Command {
         /// The file.
         file: PathBuf,
     },
-    // `shoal dev` (a local cluster: origin, tracker and agents on loopback, for trying Shoal
-    // out) is planned as a later issue; its variant goes here, `Dev(DevArgs)`.
+    /// Run a whole cluster on loopback (origin, tracker, build-index, proxy, agent) until
+    /// Ctrl-C: push to the proxy, pull from the agent.
+    Dev(DevArgs),
 }
 
 /// Runs one command, writing its result to stdout.
@@ -113,6 +118,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let digest = file_digest(&file).await?;
             print_line(&digest.to_string())
         }
+        Command::Dev(_) => Err(CliError::Usage(
+            "`shoal dev` runs its own runtime: call run_dev".into(),
+        )),
     }
 }
 

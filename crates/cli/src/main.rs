@@ -4,10 +4,13 @@ use std::error::Error as _;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shoal_cli::Cli;
+use shoal_cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Dev(args) = cli.command {
+        return shoal_cli::run_dev(args);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

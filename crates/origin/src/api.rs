@@ -21,6 +21,8 @@ use shoal_runtime::range::{blob_headers, blob_response, parse_content_range};
 const DIGEST_HEADER: &str = "docker-content-digest";
 /// The upload id header on upload responses.
 const UPLOAD_ID_HEADER: &str = "upload-id";
+/// Bytes an upload has received.
+const UPLOAD_OFFSET_HEADER: &str = "shoal-upload-offset";
 /// Content type of encoded metainfo.
 pub const METAINFO_CONTENT_TYPE: &str = "application/vnd.shoal.metainfo.v1";
 
@@ -58,7 +60,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/namespace/{ns}/blobs/{digest}",
-            get(blob_get).head(blob_head).put(blob_put),
+            get(blob_get)
+                .head(blob_head)
+                .put(blob_put)
+                .delete(blob_delete),
         )
         .route(
             "/v1/namespace/{ns}/blobs/{digest}/metainfo",
@@ -99,6 +104,8 @@ fn upload_progress_headers(resp: &mut Response, ns: &RepoName, id: UploadId, siz
         header::RANGE,
         header_value(&format!("0-{}", size.saturating_sub(1))),
     );
+    // `Range: 0-0` is ambiguous (0 or 1 byte); this is not.
+    h.insert(UPLOAD_OFFSET_HEADER, header_value(&size.to_string()));
 }
 
 async fn start_upload(State(st): S, Path(ns): Path<String>) -> Result<Response, ApiError> {
@@ -266,6 +273,20 @@ async fn blob_put(
     let size = st.blobs.commit_upload(&ns, temp, &d).await?;
     tracing::info!(namespace = %ns, digest = %d, size, "blob uploaded");
     Ok(created(&ns, &d))
+}
+
+async fn blob_delete(
+    State(st): S,
+    Path((ns, d)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ns = namespace(&ns)?;
+    let d = digest(&d)?;
+    if st.blobs.delete(&ns, &d).await? {
+        tracing::info!(namespace = %ns, digest = %d, "blob deleted");
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::BlobUnknown)
+    }
 }
 
 async fn blob_head(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use shoal_backend::{BackendRouter, ObjectKey};
+use shoal_backend::{BackendError, BackendRouter, ObjectKey};
 use shoal_core::{Digest, InfoHash, MetaInfo, MetaInfoBuilder, RepoName};
 use shoal_store::{BlobReader, BlobStore, READ_CHUNK, StoreError, TempBlob};
 
@@ -167,6 +167,40 @@ impl Blobs {
                 e => e.into(),
             })?;
         Ok(size)
+    }
+
+    /// Deletes the blob from the cache and from the namespace's backend, and drops a pending
+    /// write-back of it. False if neither had it.
+    pub(crate) async fn delete(
+        &self,
+        namespace: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, ApiError> {
+        self.writeback.abandon(namespace, digest);
+        let store = self.store.clone();
+        let d = *digest;
+        let cached = store.stat(&d).is_some();
+        if cached {
+            blocking(move || store.delete(&d)).await??;
+        }
+        let mut stored = false;
+        if let Some(backend) = self.backends.route(namespace) {
+            let key = ObjectKey::for_blob(digest);
+            match backend.stat(namespace, &key).await {
+                Ok(_) => match backend.delete(namespace, &key).await {
+                    Ok(()) | Err(BackendError::NotFound) => stored = true,
+                    Err(BackendError::ReadOnly) => {
+                        return Err(ApiError::Unsupported(format!(
+                            "the backend of namespace {namespace} is read-only"
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+                Err(BackendError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(cached || stored)
     }
 
     /// A fresh temporary blob.

@@ -42,6 +42,9 @@ pub(crate) enum ApiError {
         /// The blob's size, for `Content-Range: bytes */size`.
         size: u64,
     },
+    /// The operation is not possible here (e.g. deleting from a read-only backend).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// A backend failed in a way that may pass; the client should retry.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
@@ -63,6 +66,7 @@ impl ApiError {
             Self::DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
             Self::NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             Self::RangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
+            Self::Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }

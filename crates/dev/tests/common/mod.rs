@@ -1,0 +1,155 @@
+//! Shared helpers: a dev cluster per test, and pushes over the OCI API.
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::json;
+use shoal_core::{Algorithm, Digest};
+use shoal_dev::{DevAddrs, DevCluster, DevConfig};
+use tokio_util::sync::CancellationToken;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+pub struct Cluster {
+    pub addrs: DevAddrs,
+    token: CancellationToken,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts a dev cluster with `config` (its data directory is replaced by a temp dir).
+    pub async fn start(config: DevConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = DevCluster::bind(DevConfig {
+            data_dir: dir.path().to_owned(),
+            ..config
+        })
+        .await
+        .unwrap();
+        let addrs = cluster.addrs();
+        let token = CancellationToken::new();
+        let running = tokio::spawn(cluster.run(token.clone()));
+        Self {
+            addrs,
+            token,
+            running,
+            _dir: dir,
+        }
+    }
+
+    pub fn proxy(&self, path: &str) -> String {
+        format!("http://{}/v2/{path}", self.addrs.proxy)
+    }
+
+    pub fn agent(&self, path: &str) -> String {
+        format!("http://{}/v2/{path}", self.addrs.agent)
+    }
+
+    pub async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.running)
+            .await
+            .expect("cluster stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Pushes a blob with POST + two PATCH chunks + PUT.
+pub async fn push_blob(http: &Client, c: &Cluster, repo: &str, data: &[u8]) -> Digest {
+    let digest = Digest::compute(Algorithm::Sha256, data);
+    let resp = http
+        .post(c.proxy(&format!("{repo}/blobs/uploads/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let mut location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let half = data.len() / 2;
+    for (start, chunk) in [(0, &data[..half]), (half, &data[half..])] {
+        let url = format!("http://{}{location}", c.addrs.proxy);
+        let resp = http
+            .patch(url)
+            .header("content-type", "application/octet-stream")
+            .header(
+                "content-range",
+                format!("{start}-{}", start + chunk.len() - 1),
+            )
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        location = resp.headers()["location"].to_str().unwrap().to_owned();
+    }
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let resp = http
+        .put(format!(
+            "http://{}{location}{sep}digest={digest}",
+            c.addrs.proxy
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        resp.text().await
+    );
+    digest
+}
+
+pub async fn push_image(http: &Client, c: &Cluster, repo: &str, tag: &str, layer: &[u8]) -> Digest {
+    let config = json!({"architecture": "amd64", "os": "linux", "tag": tag}).to_string();
+    let config_digest = push_blob(http, c, repo, config.as_bytes()).await;
+    let layer_digest = push_blob(http, c, repo, layer).await;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest.to_string(), "size": layer.len()}],
+    })
+    .to_string();
+    let resp = http
+        .put(c.proxy(&format!("{repo}/manifests/{tag}")))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        resp.text().await
+    );
+    Digest::compute(Algorithm::Sha256, manifest.as_bytes())
+}
+
+/// Pushes a manifest (any media type) by tag; returns its digest.
+pub async fn push_manifest(
+    http: &Client,
+    c: &Cluster,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &str,
+) -> Digest {
+    let resp = http
+        .put(c.proxy(&format!("{repo}/manifests/{reference}")))
+        .header("content-type", media_type)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        resp.text().await
+    );
+    Digest::compute(Algorithm::Sha256, body.as_bytes())
+}

@@ -1,0 +1,90 @@
+//! The Shoal proxy: the push side of the registry. `docker push` talks to it; it serves the
+//! whole OCI Distribution API (push, pull, discovery, deletion) through
+//! [`shoal_registry::router`], with blob bytes streamed to and from the origins and tags and
+//! manifest records kept by the build-index.
+//!
+//! This crate is **not** a cache or a peer: it holds no blob data and no state of its own, so
+//! any number of proxies can run side by side (upload session ids name their origin).
+
+pub mod config;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shoal_build_index_api::BuildIndexClient;
+use shoal_origin_client::OriginClient;
+use shoal_runtime::admin::{self, Readiness};
+use shoal_runtime::metrics::Metrics;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ProxyConfig;
+pub use store::ProxyStore;
+
+/// Why a proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is incomplete or inconsistent.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The listen address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] admin::BindError),
+}
+
+/// A bound proxy, ready to [`run`](Proxy::run).
+#[derive(Debug)]
+pub struct Proxy {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: Arc<ProxyStore>,
+    metrics: Metrics,
+    readiness: Readiness,
+}
+
+impl Proxy {
+    /// Validates the config and binds the listener (port 0 works). Spawns nothing.
+    pub async fn bind(config: ProxyConfig) -> Result<Self, StartError> {
+        if config.origins.is_empty() {
+            return Err(StartError::Config(
+                "no origins: set `origins` or pass --origin".into(),
+            ));
+        }
+        let origins = config
+            .origins
+            .iter()
+            .map(|o| OriginClient::new(o).map_err(|e| StartError::Config(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let build_index = config.build_index.as_deref().ok_or_else(|| {
+            StartError::Config("no build-index: set `build_index` or pass --build-index".into())
+        })?;
+        let build_index = BuildIndexClient::new(build_index)
+            .map_err(|e| StartError::Config(format!("build_index: {e}")))?;
+        let (listener, local_addr) = admin::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            local_addr,
+            store: Arc::new(ProxyStore::new(origins, build_index)),
+            metrics: Metrics::new("shoal_proxy"),
+            readiness: Readiness::default(),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves the registry until `shutdown` is cancelled, then lets in-flight requests finish.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let router = shoal_registry::router(self.store)
+            .merge(admin::routes(self.metrics, self.readiness.clone()));
+        self.readiness.set(true);
+        tracing::info!(addr = %self.local_addr, "proxy listening");
+        let served = admin::serve(self.listener, router, shutdown).await;
+        self.readiness.set(false);
+        tracing::info!("proxy stopped");
+        served.map_err(Into::into)
+    }
+}

@@ -1,0 +1,205 @@
+//! `GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>`.
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, stream};
+use shoal_core::{Algorithm, Digest, RepoName};
+
+use super::{
+    ApiError, ApiResult, DIGEST_HEADER, Reference, Req, build, builder, ensure_writable,
+    parse_reference, parse_repo,
+};
+use crate::error::RegistryError;
+use crate::manifest::{Descriptor, MAX_MANIFEST_BYTES, Manifest, ManifestError, detect_media_type};
+use crate::store::{ManifestRecord, RegistryStore};
+
+/// `OCI-Subject`: the subject of a pushed manifest.
+const SUBJECT_HEADER: &str = "oci-subject";
+/// How many referenced blobs and manifests a push checks at once.
+const CHECK_CONCURRENCY: usize = 8;
+
+/// `GET`/`HEAD`: the manifest by tag or digest, with `Content-Type` (its media type),
+/// `Docker-Content-Digest` and `Content-Length`.
+pub(super) async fn get<S: RegistryStore>(
+    store: &S,
+    name: &str,
+    reference: &str,
+    head: bool,
+) -> ApiResult {
+    let repo = parse_repo(name)?;
+    let digest = match parse_reference(reference)? {
+        Reference::Digest(d) => d,
+        Reference::Tag(tag) => store
+            .resolve_tag(&repo, &tag)
+            .await?
+            .ok_or(RegistryError::ManifestUnknown)?,
+    };
+    let bytes = store
+        .manifest(&repo, &digest)
+        .await?
+        .ok_or(RegistryError::ManifestUnknown)?;
+    if Digest::compute(digest.algorithm(), &bytes) != digest {
+        return Err(RegistryError::Internal(format!(
+            "the stored manifest {digest} of {repo} does not match its digest"
+        ))
+        .into());
+    }
+    let builder = builder(StatusCode::OK)
+        .header(header::CONTENT_TYPE, detect_media_type(&bytes))
+        .header(header::CONTENT_LENGTH, bytes.len())
+        .header(DIGEST_HEADER, digest.to_string())
+        .header(header::ETAG, format!("\"{digest}\""));
+    build(
+        builder,
+        if head {
+            Body::empty()
+        } else {
+            Body::from(bytes)
+        },
+    )
+}
+
+/// `PUT`: validates and stores a manifest (by tag, or by a digest it must hash to). Every blob
+/// and child manifest it references must exist (`MANIFEST_BLOB_UNKNOWN`); its subject need
+/// not. 201 with `Location`, `Docker-Content-Digest` and, with a subject, `OCI-Subject`.
+pub(super) async fn put<S: RegistryStore>(
+    store: &S,
+    name: &str,
+    reference: &str,
+    req: &Req<'_>,
+    body: Body,
+) -> ApiResult {
+    ensure_writable(store)?;
+    let repo = parse_repo(name)?;
+    let reference = parse_reference(reference)?;
+    if req
+        .content_length()
+        .is_some_and(|len| len > MAX_MANIFEST_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let Some(bytes) = read_limited(body).await? else {
+        return Err(too_large());
+    };
+    let (digest, tag) = match reference {
+        Reference::Digest(expected) => {
+            let actual = Digest::compute(expected.algorithm(), &bytes);
+            if actual != expected {
+                return Err(RegistryError::DigestInvalid(format!(
+                    "the manifest's digest is {actual}, not {expected}"
+                ))
+                .into());
+            }
+            (expected, None)
+        }
+        Reference::Tag(tag) => (Digest::compute(Algorithm::Sha256, &bytes), Some(tag)),
+    };
+    let manifest = match Manifest::parse(req.header(header::CONTENT_TYPE), &bytes) {
+        Ok(m) => m,
+        Err(ManifestError::Invalid(msg)) => return Err(RegistryError::ManifestInvalid(msg).into()),
+        Err(ManifestError::Unsupported(mt)) => {
+            return Err(RegistryError::UnsupportedMediaType(mt).into());
+        }
+        Err(ManifestError::TooLarge(_)) => return Err(too_large()),
+    };
+    check_references(store, &repo, &manifest).await?;
+    let subject = manifest.subject.as_ref().map(|s| s.digest);
+    let record = ManifestRecord {
+        descriptor: Descriptor {
+            media_type: manifest.media_type,
+            digest,
+            size: bytes.len() as u64,
+            artifact_type: manifest.artifact_type,
+            annotations: manifest.annotations,
+            platform: None,
+        },
+        subject,
+    };
+    store
+        .put_manifest(&repo, bytes, record, tag.as_ref())
+        .await?;
+    let mut builder = builder(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{repo}/manifests/{digest}"))
+        .header(DIGEST_HEADER, digest.to_string())
+        .header(header::CONTENT_LENGTH, 0);
+    if let Some(subject) = subject {
+        builder = builder.header(SUBJECT_HEADER, subject.to_string());
+    }
+    build(builder, Body::empty())
+}
+
+/// `DELETE`: by digest removes the manifest, by tag only the tag; 202, or 404
+/// `MANIFEST_UNKNOWN`.
+pub(super) async fn delete<S: RegistryStore>(store: &S, name: &str, reference: &str) -> ApiResult {
+    ensure_writable(store)?;
+    let repo = parse_repo(name)?;
+    let found = match parse_reference(reference)? {
+        Reference::Digest(d) => store.delete_manifest(&repo, &d).await?,
+        Reference::Tag(t) => store.delete_tag(&repo, &t).await?,
+    };
+    if !found {
+        return Err(RegistryError::ManifestUnknown.into());
+    }
+    build(
+        builder(StatusCode::ACCEPTED).header(header::CONTENT_LENGTH, 0),
+        Body::empty(),
+    )
+}
+
+/// Checks that every blob and child manifest `manifest` references is in `repo`, a few at a
+/// time.
+async fn check_references<S: RegistryStore>(
+    store: &S,
+    repo: &RepoName,
+    manifest: &Manifest,
+) -> Result<(), RegistryError> {
+    let blobs = manifest.blobs().into_iter().map(|d| (d, false));
+    let children = manifest.children().into_iter().map(|d| (d, true));
+    let mut checks = stream::iter(blobs.chain(children))
+        .map(|(digest, is_manifest)| async move {
+            let present = if is_manifest {
+                store.manifest(repo, &digest).await?.is_some()
+            } else {
+                store.stat_blob(repo, &digest).await?.is_some()
+            };
+            Ok::<_, RegistryError>((digest, is_manifest, present))
+        })
+        .buffer_unordered(CHECK_CONCURRENCY);
+    while let Some(check) = checks.next().await {
+        let (digest, is_manifest, present) = check?;
+        if !present {
+            let what = if is_manifest { "manifest" } else { "blob" };
+            return Err(RegistryError::ManifestBlobUnknown(format!(
+                "{what} {digest} is not in {repo}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// 413 with a spec error body.
+fn too_large() -> ApiError {
+    ApiError {
+        error: RegistryError::ManifestInvalid(format!(
+            "the manifest is larger than {MAX_MANIFEST_BYTES} bytes"
+        )),
+        status: Some(StatusCode::PAYLOAD_TOO_LARGE),
+    }
+}
+
+/// Reads a manifest body whole, refusing more than [`MAX_MANIFEST_BYTES`] (`Ok(None)`).
+async fn read_limited(body: Body) -> Result<Option<Bytes>, RegistryError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            RegistryError::ManifestInvalid(format!("reading the request body: {e}"))
+        })?;
+        if buf.len() + chunk.len() > MAX_MANIFEST_BYTES {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
+}
