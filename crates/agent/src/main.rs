@@ -8,7 +8,7 @@ use clap::Parser;
 use shoal_agent::{Agent, AgentConfig};
 use shoal_runtime::{config, shutdown, telemetry};
 
-/// Shoal agent: fetches blobs peer to peer and serves them on a local HTTP API.
+/// Shoal agent: fetches blobs peer to peer and serves them on a local HTTP API and registry.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -27,6 +27,9 @@ struct Args {
     /// Tracker gRPC URL (overrides `tracker`).
     #[arg(long)]
     tracker: Option<String>,
+    /// Build-index base URL for resolving tags on pulls (overrides `build_index`).
+    #[arg(long)]
+    build_index: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     config.transport.listen = args.peer_listen.unwrap_or(config.transport.listen);
     config.data_dir = args.data_dir.unwrap_or(config.data_dir);
     config.tracker = args.tracker.unwrap_or(config.tracker);
+    config.build_index = args.build_index.or(config.build_index);
     telemetry::init(&config.log);
     shutdown::run_until_signal(config.shutdown_grace, |token| async move {
         Agent::bind(config).await?.run(token).await
