@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use shoal_cluster::ClusterConfig;
 use shoal_engine::{EngineConfig, PiecePolicy};
 use shoal_runtime::telemetry::LogConfig;
 use shoal_transport::TransportConfig;
@@ -18,8 +19,12 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
     /// Blob cache, partial downloads and the peer id. Default `/var/lib/shoal/agent`.
     pub data_dir: PathBuf,
-    /// The tracker's gRPC URL. Default `http://127.0.0.1:7200`.
-    pub tracker: String,
+    /// The trackers' ring: one `host:port` (or `http://host:port`), a list, or a table
+    /// (`[trackers]` with `members`, `dns`, `replicas`, `health`). Each torrent announces to
+    /// the first healthy tracker of its info hash and fails over to the next. Also accepted
+    /// as `tracker`. Default `127.0.0.1:7200`.
+    #[serde(alias = "tracker", deserialize_with = "ClusterConfig::list_or_table")]
+    pub trackers: ClusterConfig,
     /// The build-index's base URL (`http://host:port`), for resolving tags on pulls. Default:
     /// none, and pulls by tag answer `UNAVAILABLE` (pulls by digest work).
     pub build_index: Option<String>,
@@ -51,7 +56,7 @@ impl Default for AgentConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
             data_dir: PathBuf::from("/var/lib/shoal/agent"),
-            tracker: "http://127.0.0.1:7200".to_owned(),
+            trackers: ClusterConfig::with_members(["127.0.0.1:7200"]),
             build_index: None,
             tag_ttl: Duration::from_secs(5),
             advertise_ip: None,

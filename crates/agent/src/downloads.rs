@@ -15,13 +15,11 @@ use shoal_p2p::{Source, Swarm, TorrentHandle, TorrentState};
 use shoal_registry::ByteStream;
 use shoal_runtime::flight::SingleFlight;
 use shoal_store::{BlobStore, PartialBlob, StoreError};
-use shoal_tracker_api::tracker_client::TrackerClient;
 use shoal_tracker_api::{AnnounceEvent, AnnounceRequest, MetaInfoRequest};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::error::AgentError;
+use crate::trackers::{self, Trackers};
 
 /// Retry delay after a failed announce.
 const ANNOUNCE_RETRY: Duration = Duration::from_secs(1);
@@ -43,7 +41,7 @@ const STREAM_CHUNK: u64 = 1 << 20;
 pub(crate) struct Downloads {
     pub(crate) store: BlobStore,
     swarm: Swarm,
-    tracker: TrackerClient<Channel>,
+    trackers: Trackers,
     advertise_ip: Option<IpAddr>,
     seed_time: Duration,
     starting: SingleFlight<Digest, Result<Active, AgentError>>,
@@ -55,7 +53,7 @@ impl Downloads {
     pub(crate) fn new(
         store: BlobStore,
         swarm: Swarm,
-        tracker: TrackerClient<Channel>,
+        trackers: Trackers,
         advertise_ip: Option<IpAddr>,
         seed_time: Duration,
         shutdown: CancellationToken,
@@ -63,7 +61,7 @@ impl Downloads {
         Arc::new(Self {
             store,
             swarm,
-            tracker,
+            trackers,
             advertise_ip,
             seed_time,
             starting: SingleFlight::default(),
@@ -124,8 +122,7 @@ impl Downloads {
         }
         let active = self.torrent(ns, digest).await?;
         let size = active.handle.meta().layout().blob_len();
-        let state = active.handle.watch();
-        let read: ReadFn = Box::new(move |range| stream_download(active.partial, state, range));
+        let read: ReadFn = Box::new(move |range| stream_download(active, range));
         Ok((size, read))
     }
 
@@ -146,28 +143,66 @@ impl Downloads {
             .unwrap_or_else(|| Err(AgentError::Internal("download start task died".into())))
     }
 
+    /// The blob's metainfo from the trackers (routed by digest, failing over to the next
+    /// tracker when one does not answer).
     async fn metainfo(&self, ns: &RepoName, digest: &Digest) -> Result<MetaInfo, AgentError> {
-        let reply = self
-            .tracker
-            .clone()
-            .get_meta_info(MetaInfoRequest {
-                namespace: ns.to_string(),
-                digest: digest.to_string(),
-            })
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::NotFound => AgentError::BlobUnknown,
-                tonic::Code::InvalidArgument => AgentError::BadRequest(s.message().to_owned()),
-                _ => AgentError::Unavailable(format!("tracker: {}", s.message())),
-            })?;
-        let meta = MetaInfo::decode(&reply.into_inner().metainfo)
-            .map_err(|e| AgentError::Unavailable(format!("tracker sent bad metainfo: {e}")))?;
-        if meta.digest() != *digest {
-            return Err(AgentError::Unavailable(
-                "tracker sent metainfo of another blob".into(),
-            ));
+        let mut last = None;
+        for (node, mut client) in self.trackers.route(digest.raw()) {
+            let result = client
+                .get_meta_info(MetaInfoRequest {
+                    namespace: ns.to_string(),
+                    digest: digest.to_string(),
+                })
+                .await;
+            self.trackers.report(&node, result.as_ref().map(drop));
+            let reply = match result {
+                Ok(reply) => reply,
+                Err(s) if trackers::is_unreachable(&s) => {
+                    tracing::warn!(tracker = %node.id, %digest, "metainfo lookup failed, trying the next tracker: {}", s.message());
+                    last = Some(s);
+                    continue;
+                }
+                Err(s) => {
+                    return Err(match s.code() {
+                        tonic::Code::NotFound => AgentError::BlobUnknown,
+                        tonic::Code::InvalidArgument => {
+                            AgentError::BadRequest(s.message().to_owned())
+                        }
+                        _ => AgentError::Unavailable(format!("tracker: {}", s.message())),
+                    });
+                }
+            };
+            let meta = MetaInfo::decode(&reply.into_inner().metainfo)
+                .map_err(|e| AgentError::Unavailable(format!("tracker sent bad metainfo: {e}")))?;
+            if meta.digest() != *digest {
+                return Err(AgentError::Unavailable(
+                    "tracker sent metainfo of another blob".into(),
+                ));
+            }
+            return Ok(meta);
         }
-        Ok(meta)
+        Err(AgentError::Unavailable(last.map_or_else(
+            || "no tracker is configured".to_owned(),
+            |s| format!("no tracker answered: {}", s.message()),
+        )))
+    }
+
+    /// Announces to the torrent's tracker (by the ring over its info hash), failing over at
+    /// once to the next tracker when one does not answer: the new tracker learns this peer
+    /// within one call. Returns the reply, or `None` if no tracker answered.
+    async fn announce(&self, req: AnnounceRequest) -> Option<shoal_tracker_api::AnnounceResponse> {
+        let key = req.info_hash.clone();
+        for (node, mut client) in self.trackers.route(&key) {
+            let result = client.announce(req.clone()).await;
+            self.trackers.report(&node, result.as_ref().map(drop));
+            match result {
+                Ok(reply) => return Some(reply.into_inner()),
+                Err(status) => {
+                    tracing::warn!(tracker = %node.id, "announce failed, trying the next tracker: {}", status.message());
+                }
+            }
+        }
+        None
     }
 
     /// The live torrent for the blob, if one is downloading or seeding.
@@ -271,9 +306,8 @@ async fn announce_loop(
     loop {
         let req = downloads.announce_request(&handle, &ns, &digest, event);
         announced_complete |= req.complete;
-        let wait = match downloads.tracker.clone().announce(req).await {
-            Ok(reply) => {
-                let reply = reply.into_inner();
+        let wait = match downloads.announce(req).await {
+            Some(reply) => {
                 let me = downloads.swarm.peer_id();
                 let peers: Vec<PeerInfo> = reply
                     .peers
@@ -294,8 +328,8 @@ async fn announce_loop(
                 }
                 Duration::from_millis(reply.interval_ms.clamp(100, 60_000))
             }
-            Err(status) => {
-                tracing::warn!(%digest, "announce failed: {}", status.message());
+            None => {
+                tracing::warn!(%digest, "no tracker answered the announce");
                 ANNOUNCE_RETRY
             }
         };
@@ -313,11 +347,7 @@ async fn announce_loop(
         }
     }
     let bye = downloads.announce_request(&handle, &ns, &digest, AnnounceEvent::Stopped);
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        downloads.tracker.clone().announce(bye),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), downloads.announce(bye)).await;
 }
 
 /// Once the blob is complete, seeds it for `seed_time`, then stops the torrent.
@@ -351,16 +381,14 @@ async fn seed_then_stop(
 /// Streams `range` of a blob that is downloading: each chunk as soon as the pieces under it
 /// are verified, waiting for the torrent's progress in between. Fails if the download fails
 /// or stops before the range is complete.
-fn stream_download(
-    partial: PartialBlob,
-    state: watch::Receiver<TorrentState>,
-    range: Range<u64>,
-) -> ByteStream {
-    let init = (partial, state, range.start);
+fn stream_download(active: Active, range: Range<u64>) -> ByteStream {
+    let state = active.handle.watch();
+    let init = (active, state, range.start);
     let end = range.end;
     Box::pin(futures_util::stream::try_unfold(
         init,
-        move |(partial, mut state, pos)| async move {
+        move |(active, mut state, pos)| async move {
+            let partial = &active.partial;
             if pos >= end {
                 return Ok(None);
             }
@@ -382,9 +410,11 @@ fn stream_download(
                     .map_err(std::io::Error::other)??;
                     if !buf.is_empty() {
                         let n = buf.len() as u64;
-                        return Ok(Some((Bytes::from(buf), (partial, state, pos + n))));
+                        return Ok(Some((Bytes::from(buf), (active, state, pos + n))));
                     }
                 }
+                // Waiting: ask the swarm for the pieces from here first.
+                active.handle.stream_position(layout.piece_at(pos));
                 match seen {
                     TorrentState::Failed(e) => return Err(std::io::Error::other(e)),
                     TorrentState::Stopped => {

@@ -8,18 +8,21 @@
 //! for one blob share one download.
 //!
 //! This crate is **not** the registry front end (that comes with the registry issue) nor a
-//! tracker: it only talks to one.
+//! tracker: it only talks to them, routing each torrent to a tracker by the trackers' ring
+//! over its info hash and failing over to the next tracker when one does not answer.
 
 mod api;
 pub mod config;
 mod downloads;
 mod error;
 mod registry;
+mod trackers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use shoal_build_index_api::BuildIndexClient;
+use shoal_cluster::Cluster;
 use shoal_p2p::{Swarm, SwarmConfig};
 use shoal_runtime::admin::{self, Readiness};
 use shoal_runtime::metrics::Metrics;
@@ -60,7 +63,8 @@ pub struct Agent {
     store: BlobStore,
     config: AgentConfig,
     peer_id: shoal_core::PeerId,
-    tracker: tonic::transport::Endpoint,
+    trackers: Cluster,
+    ring_token: CancellationToken,
     build_index: Option<BuildIndexClient>,
 }
 
@@ -68,9 +72,9 @@ impl Agent {
     /// Opens the store, binds the HTTP listener and the peer transport (port 0 works).
     /// Spawns nothing.
     pub async fn bind(config: AgentConfig) -> Result<Self, StartError> {
-        let tracker = tonic::transport::Endpoint::from_shared(config.tracker.clone())
-            .map_err(|e| StartError::Config(format!("tracker url {:?}: {e}", config.tracker)))?
-            .connect_timeout(std::time::Duration::from_secs(5));
+        let ring_token = CancellationToken::new();
+        let trackers = Cluster::start(config.trackers.clone(), ring_token.clone())
+            .map_err(|e| StartError::Config(format!("trackers: {e}")))?;
         let build_index = config
             .build_index
             .as_deref()
@@ -97,7 +101,8 @@ impl Agent {
             store,
             config,
             peer_id,
-            tracker,
+            trackers,
+            ring_token,
             build_index,
         })
     }
@@ -133,12 +138,11 @@ impl Agent {
             None,
             workers.clone(),
         );
-        let channel = self.tracker.connect_lazy();
-        let tracker = shoal_tracker_api::tracker_client::TrackerClient::new(channel);
+        let trackers = trackers::Trackers::new(self.trackers);
         let downloads = downloads::Downloads::new(
             self.store,
             swarm.clone(),
-            tracker,
+            trackers,
             self.config.advertise_ip,
             self.config.seed_time,
             workers.clone(),
@@ -160,6 +164,7 @@ impl Agent {
         readiness.set(false);
         workers.cancel();
         swarm.closed().await;
+        self.ring_token.cancel();
         served.map_err(Into::into)
     }
 }

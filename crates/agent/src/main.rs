@@ -24,9 +24,9 @@ struct Args {
     /// Data directory (overrides `data_dir`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Tracker gRPC URL (overrides `tracker`).
-    #[arg(long)]
-    tracker: Option<String>,
+    /// Tracker `host:port` or gRPC URL; repeat for several (replaces `trackers.members`).
+    #[arg(long = "tracker")]
+    trackers: Vec<String>,
     /// Build-index base URL for resolving tags on pulls (overrides `build_index`).
     #[arg(long)]
     build_index: Option<String>,
@@ -41,7 +41,10 @@ fn main() -> ExitCode {
     config.listen = args.listen.unwrap_or(config.listen);
     config.transport.listen = args.peer_listen.unwrap_or(config.transport.listen);
     config.data_dir = args.data_dir.unwrap_or(config.data_dir);
-    config.tracker = args.tracker.unwrap_or(config.tracker);
+    if !args.trackers.is_empty() {
+        let members = shoal_cluster::ClusterConfig::with_members(args.trackers).members;
+        config.trackers.members = members;
+    }
     config.build_index = args.build_index.or(config.build_index);
     telemetry::init(&config.log);
     shutdown::run_until_signal(config.shutdown_grace, |token| async move {

@@ -41,7 +41,7 @@ impl Cluster {
         let origin_url = format!("http://{}", origin.local_addr());
         let tracker = Tracker::bind(TrackerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            origins: vec![origin_url.clone()],
+            origins: shoal_cluster::ClusterConfig::with_members([origin_url.clone()]),
             announce_interval: Duration::from_millis(500),
             ..TrackerConfig::default()
         })
@@ -64,7 +64,7 @@ impl Cluster {
         AgentConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.to_owned(),
-            tracker: self.tracker_url.clone(),
+            trackers: shoal_cluster::ClusterConfig::with_members([self.tracker_url.clone()]),
             transport: TransportConfig::localhost(),
             ..AgentConfig::default()
         }

@@ -168,6 +168,7 @@ mod tests {
                 artifact_type: None,
                 annotations: None,
                 platform: None,
+                urls: None,
             },
             subject: Some(d),
         };

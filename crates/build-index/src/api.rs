@@ -35,6 +35,9 @@ pub(crate) struct AppState {
 
 type S = State<Arc<AppState>>;
 
+/// Largest request body: records for manifests up to 4 MiB, plus JSON overhead.
+const RECORD_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/repositories/{repo}/tags", get(tags_list))
@@ -55,6 +58,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             get(referrers_get),
         )
         .route("/v1/catalog", get(catalog_get))
+        // Manifest records carry the manifest's annotations: a 4 MiB manifest (the size
+        // registries must accept) can make a record of about that size.
+        .layer(axum::extract::DefaultBodyLimit::max(RECORD_BODY_LIMIT))
         .with_state(state)
 }
 

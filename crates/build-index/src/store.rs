@@ -17,8 +17,9 @@ use shoal_core::{Digest, RepoName, Tag};
 
 use crate::keys;
 
-/// The largest record read back; records are a few hundred bytes.
-const MAX_RECORD: usize = 1 << 20;
+/// The largest record read back. Records are usually a few hundred bytes, but a manifest
+/// record carries the manifest's annotations, and manifests may be 4 MiB.
+const MAX_RECORD: usize = 8 << 20;
 /// Records read concurrently when a listing needs their contents.
 const READ_CONCURRENCY: usize = 16;
 /// Keys asked for per backend list call.

@@ -18,6 +18,7 @@ fn manifest_record(d: Digest, subject: Option<Digest>) -> ManifestRecord {
             artifact_type: Some("application/vnd.example.sbom".into()),
             annotations: None,
             platform: None,
+            urls: None,
         },
         subject,
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use shoal_agent::{Agent, AgentConfig};
 use shoal_build_index::config::ReplicationRule;
 use shoal_build_index::{BuildIndex, BuildIndexConfig};
+use shoal_cluster::ClusterConfig;
 use shoal_origin::{Origin, OriginConfig};
 use shoal_proxy::{Proxy, ProxyConfig};
 use shoal_tracker::{Tracker, TrackerConfig};
@@ -119,7 +120,7 @@ impl DevCluster {
 
         let tracker = Tracker::bind(TrackerConfig {
             listen: loopback,
-            origins: vec![origin_url.clone()],
+            origins: ClusterConfig::with_members([origin_url.clone()]),
             ..TrackerConfig::default()
         })
         .await
@@ -141,7 +142,10 @@ impl DevCluster {
 
         let proxy = Proxy::bind(ProxyConfig {
             listen: config.proxy_listen,
-            origins: vec![origin_url],
+            origins: ClusterConfig {
+                members: vec![origin.local_addr().to_string()],
+                ..ClusterConfig::default()
+            },
             build_index: Some(build_index_url.clone()),
             ..ProxyConfig::default()
         })
@@ -151,7 +155,7 @@ impl DevCluster {
         let agent = Agent::bind(AgentConfig {
             listen: config.agent_listen,
             data_dir: config.data_dir.join("agent"),
-            tracker: format!("http://{}", tracker.local_addr()),
+            trackers: ClusterConfig::with_members([tracker.local_addr().to_string()]),
             build_index: Some(build_index_url),
             transport: TransportConfig {
                 bandwidth: config.agent_bandwidth,

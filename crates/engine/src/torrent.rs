@@ -70,7 +70,12 @@ pub struct Torrent {
     rng: StdRng,
     stats: TorrentStats,
     finished: bool,
+    /// A reader streams the blob from this piece on: its next missing pieces go first.
+    stream_from: Option<u32>,
 }
+
+/// Pieces past a streaming reader's position that are requested before anything else.
+const STREAM_WINDOW: u32 = 2;
 
 impl Torrent {
     /// A torrent with `layout`, of which we already have `have` (e.g. after a restart).
@@ -104,6 +109,7 @@ impl Torrent {
             actions: VecDeque::new(),
             rng,
             stats: TorrentStats::default(),
+            stream_from: None,
         }
     }
 
@@ -529,6 +535,30 @@ impl Torrent {
         }
     }
 
+    /// A reader is streaming the blob and waits for `piece` (or `None`: no reader waits). The
+    /// first [`STREAM_WINDOW`] missing pieces from there are requested before anything else
+    /// (rarest-first still orders the rest), so a client gets its leading bytes early without
+    /// the swarm losing piece diversity. Tops up every pipeline at once.
+    pub fn handle_stream_position(&mut self, piece: Option<u32>, now: Instant) {
+        self.stream_from = piece.filter(|p| *p < self.layout.piece_count());
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.fill(&id, now);
+        }
+    }
+
+    /// The next missing pieces a streaming reader waits for, not yet requested.
+    fn stream_wanted(&self) -> Vec<u32> {
+        let Some(from) = self.stream_from else {
+            return Vec::new();
+        };
+        (from..self.layout.piece_count())
+            .filter(|p| !self.have.has_index(*p))
+            .take(STREAM_WINDOW as usize)
+            .filter(|p| !self.inflight.contains_key(p))
+            .collect()
+    }
+
     /// Tops up `peer`'s pipeline.
     fn fill(&mut self, id: &PeerId, now: Instant) {
         if self.is_complete() {
@@ -552,9 +582,17 @@ impl Torrent {
         if free == 0 {
             return;
         }
-        let mut best = Best::new(free);
+        // A streaming reader's next pieces first, from whichever peer has them.
+        let mut picks: Vec<u32> = self
+            .stream_wanted()
+            .into_iter()
+            .filter(|p| peer.bitfield.has_index(*p))
+            .take(free)
+            .collect();
+        let mut best = Best::new(free - picks.len());
         for p in peer.bitfield.ones() {
             if self.have.has_index(p)
+                || picks.contains(&p)
                 || self.inflight.contains_key(&p)
                 || self
                     .avoid
@@ -570,7 +608,7 @@ impl Torrent {
                 &mut self.rng,
             );
         }
-        let mut picks: Vec<u32> = best.into_pieces().collect();
+        picks.extend(best.into_pieces());
         let missing = self.layout.piece_count() - self.have.count_ones();
         if picks.len() < free && missing <= self.config.endgame_threshold {
             // Endgame: ask for pieces already requested elsewhere, least-requested first.

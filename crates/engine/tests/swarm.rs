@@ -88,6 +88,8 @@ struct Sim {
     payloads: BTreeMap<usize, Ev>,
     seq: u64,
     layout: PieceLayout,
+    /// (node, piece) in the order valid pieces arrived.
+    arrivals: Vec<(usize, u32)>,
 }
 
 fn id(i: usize) -> PeerId {
@@ -121,6 +123,7 @@ impl Sim {
             events: BinaryHeap::new(),
             payloads: BTreeMap::new(),
             seq: 0,
+            arrivals: Vec::new(),
             layout: PieceLayout::new(u64::from(pieces) * u64::from(PIECE), PIECE).unwrap(),
         }
     }
@@ -342,6 +345,7 @@ impl Sim {
                 let outcome = if corrupt {
                     PieceOutcome::Corrupt
                 } else {
+                    self.arrivals.push((to, piece));
                     PieceOutcome::Valid
                 };
                 self.nodes[to]
@@ -446,6 +450,41 @@ fn two_peers() {
     assert_eq!(stats.pieces_received, 20);
     assert_eq!(stats.duplicate_pieces, 0);
     assert!(sim.nodes[a].torrent.is_complete());
+}
+
+#[test]
+fn a_streaming_reader_gets_its_next_pieces_first() {
+    for seed in 0..5 {
+        let mut sim = Sim::new(20);
+        sim.add(
+            Role::Origin,
+            full(20),
+            10.0 * MB,
+            Behaviour::Honest,
+            test_config(seed),
+        );
+        let a = sim.add(
+            Role::Agent,
+            empty(20),
+            10.0 * MB,
+            Behaviour::Honest,
+            test_config(seed + 100),
+        );
+        // A client reads from piece 6 on (e.g. a ranged GET) before any peer is known.
+        let now = sim.now;
+        sim.nodes[a].torrent.handle_stream_position(Some(6), now);
+        sim.start();
+        sim.run(Duration::from_secs(60));
+        assert!(sim.nodes[a].torrent.is_complete());
+        let order: Vec<u32> = sim
+            .arrivals
+            .iter()
+            .filter(|(n, _)| *n == a)
+            .map(|(_, p)| *p)
+            .collect();
+        assert_eq!(&order[..2], &[6, 7], "seed {seed}: {order:?}");
+        assert_eq!(order.len(), 20, "no duplicates");
+    }
 }
 
 #[test]

@@ -6,7 +6,15 @@
 //! ([`OriginClientError::Unavailable`]) or the origin refused the request
 //! ([`OriginClientError::Rejected`]).
 //!
-//! This crate is **not** ring-aware: it talks to one origin. Choosing owners is the caller's.
+//! [`OriginClient`] talks to one origin; [`OriginPool`] holds one per member of a ring of
+//! origins (`shoal-cluster`) and lists them in the order to try for a digest. Deciding what to
+//! do on a failure (fail over, give up) stays with the caller.
+//!
+//! Origins also use it to talk to each other: [`OriginClient::as_replica`] marks requests with
+//! [`REPLICA_HEADER`] (answer from the cache only; store a copy without replicating it further)
+//! and [`OriginClient::list_blobs`] pages through an origin's cache for repair.
+
+mod pool;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -14,11 +22,40 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use reqwest::{Body, Client, Method, RequestBuilder, Response, StatusCode, Url};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shoal_core::{Digest, RepoName};
+
+pub use pool::OriginPool;
 
 /// A stream of body bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
+
+/// The request header (value `1`) with which origins talk to sibling origins: a `HEAD` or
+/// `GET` is answered from the origin's local cache only (`404` if it is not cached; never a
+/// backend fetch), and a `PUT` stores the blob (and writes it back as usual) without
+/// replicating it further.
+pub const REPLICA_HEADER: &str = "shoal-replica";
+
+/// One page of an origin's cache listing (`GET /v1/blobs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobPage {
+    /// Cached blobs in digest order.
+    pub blobs: Vec<BlobEntry>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next: Option<Digest>,
+}
+
+/// A blob in an origin's cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobEntry {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The namespaces it was stored under (empty for blobs cached before origins recorded
+    /// them).
+    pub namespaces: Vec<RepoName>,
+}
 
 /// Most of an error body read to describe a failure.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -72,6 +109,8 @@ pub struct UploadProgress {
 pub struct OriginClient {
     http: Client,
     base: String,
+    /// Whether requests carry [`REPLICA_HEADER`].
+    replica: bool,
 }
 
 impl OriginClient {
@@ -91,7 +130,46 @@ impl OriginClient {
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
+            replica: false,
         })
+    }
+
+    /// The same client (sharing its connections), sending [`REPLICA_HEADER`] with every
+    /// request: for origins talking to sibling origins. `stat` and `get` then see only the
+    /// sibling's cache, and `put` stores a replica that is not replicated further.
+    pub fn as_replica(&self) -> Self {
+        Self {
+            replica: true,
+            ..self.clone()
+        }
+    }
+
+    /// A page of the origin's cache: up to `limit` blobs whose digests sort after `after`
+    /// (the origin caps `limit`). Follow [`BlobPage::next`] for the rest.
+    pub async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<BlobPage, OriginClientError> {
+        let mut url = format!("{}/v1/blobs?limit={limit}", self.base);
+        if let Some(after) = after {
+            url.push_str(&format!("&after={after}"));
+        }
+        let resp = self
+            .check(self.send(self.request(Method::GET, url)).await?)
+            .await?;
+        resp.json::<BlobPage>()
+            .await
+            .map_err(|e| self.unavailable(format!("reading blob listing: {}", error_chain(&e))))
+    }
+
+    fn request(&self, method: Method, url: String) -> RequestBuilder {
+        let req = self.http.request(method, url);
+        if self.replica {
+            req.header(REPLICA_HEADER, "1")
+        } else {
+            req
+        }
     }
 
     /// The origin's base URL.
@@ -145,7 +223,7 @@ impl OriginClient {
         digest: &Digest,
     ) -> Result<Option<u64>, OriginClientError> {
         let resp = self
-            .send(self.http.head(self.url(ns, &format!("blobs/{digest}"))))
+            .send(self.request(Method::HEAD, self.url(ns, &format!("blobs/{digest}"))))
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -164,7 +242,7 @@ impl OriginClient {
         digest: &Digest,
     ) -> Result<Option<(u64, ByteStream)>, OriginClientError> {
         let resp = self
-            .send(self.http.get(self.url(ns, &format!("blobs/{digest}"))))
+            .send(self.request(Method::GET, self.url(ns, &format!("blobs/{digest}"))))
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -189,8 +267,7 @@ impl OriginClient {
             return Ok(Some(Box::pin(futures_util::stream::empty())));
         }
         let req = self
-            .http
-            .get(self.url(ns, &format!("blobs/{digest}")))
+            .request(Method::GET, self.url(ns, &format!("blobs/{digest}")))
             .header(
                 reqwest::header::RANGE,
                 format!("bytes={}-{}", range.start, range.end - 1),
@@ -248,8 +325,7 @@ impl OriginClient {
         size: Option<u64>,
     ) -> Result<u64, OriginClientError> {
         let mut req = self
-            .http
-            .put(self.url(ns, &format!("blobs/{digest}")))
+            .request(Method::PUT, self.url(ns, &format!("blobs/{digest}")))
             .body(Body::wrap_stream(body));
         if let Some(size) = size {
             req = req.header(reqwest::header::CONTENT_LENGTH, size);
@@ -264,7 +340,7 @@ impl OriginClient {
     /// Deletes the blob from the origin and its backend. False if it was not there.
     pub async fn delete(&self, ns: &RepoName, digest: &Digest) -> Result<bool, OriginClientError> {
         let resp = self
-            .send(self.http.delete(self.url(ns, &format!("blobs/{digest}"))))
+            .send(self.request(Method::DELETE, self.url(ns, &format!("blobs/{digest}"))))
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(false);
@@ -275,7 +351,9 @@ impl OriginClient {
 
     /// Starts an upload session; returns its id.
     pub async fn start_upload(&self, ns: &RepoName) -> Result<String, OriginClientError> {
-        let resp = self.send(self.http.post(self.url(ns, "uploads"))).await?;
+        let resp = self
+            .send(self.request(Method::POST, self.url(ns, "uploads")))
+            .await?;
         let resp = self.check(resp).await?;
         resp.headers()
             .get("upload-id")
@@ -291,7 +369,7 @@ impl OriginClient {
         id: &str,
     ) -> Result<Option<u64>, OriginClientError> {
         let resp = self
-            .send(self.http.get(self.url(ns, &format!("uploads/{id}"))))
+            .send(self.request(Method::GET, self.url(ns, &format!("uploads/{id}"))))
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -313,7 +391,6 @@ impl OriginClient {
         len: Option<u64>,
     ) -> Result<u64, OriginClientError> {
         let mut req = self
-            .http
             .request(Method::PATCH, self.url(ns, &format!("uploads/{id}")))
             .body(Body::wrap_stream(body));
         if let Some(len) = len {
@@ -338,9 +415,10 @@ impl OriginClient {
         digest: &Digest,
         last_chunk: Option<ByteStream>,
     ) -> Result<(), OriginClientError> {
-        let mut req = self
-            .http
-            .put(self.url(ns, &format!("uploads/{id}?digest={digest}")));
+        let mut req = self.request(
+            Method::PUT,
+            self.url(ns, &format!("uploads/{id}?digest={digest}")),
+        );
         req = match last_chunk {
             Some(body) => req.body(Body::wrap_stream(body)),
             None => req.header(reqwest::header::CONTENT_LENGTH, 0),
@@ -352,7 +430,7 @@ impl OriginClient {
     /// Abandons an upload session.
     pub async fn cancel_upload(&self, ns: &RepoName, id: &str) -> Result<(), OriginClientError> {
         let resp = self
-            .send(self.http.delete(self.url(ns, &format!("uploads/{id}"))))
+            .send(self.request(Method::DELETE, self.url(ns, &format!("uploads/{id}"))))
             .await?;
         self.check(resp).await?;
         Ok(())

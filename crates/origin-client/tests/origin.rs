@@ -160,3 +160,49 @@ async fn unreachable_origin_is_unavailable() {
     );
     assert!(OriginClient::new("ftp://x").is_err());
 }
+
+#[tokio::test]
+async fn listing_pages_through_the_cache_with_namespaces() {
+    let o = origin().await;
+    let (a, b): (RepoName, RepoName) = ("a".parse().unwrap(), "team/b".parse().unwrap());
+    let mut expected = Vec::new();
+    for (i, nss) in [vec![&a], vec![&a, &b], vec![&b]].into_iter().enumerate() {
+        let data = shoal_testkit::pseudo_random_bytes(1000 + i, i as u64);
+        let d = Digest::compute(Algorithm::Sha256, &data);
+        for ns in &nss {
+            o.client
+                .put(ns, &d, body(&data, 300), Some(data.len() as u64))
+                .await
+                .unwrap();
+        }
+        expected.push((
+            d,
+            data.len() as u64,
+            nss.into_iter().cloned().collect::<Vec<_>>(),
+        ));
+    }
+    expected.sort_by_key(|e| e.0);
+
+    let first = o.client.list_blobs(None, 2).await.unwrap();
+    assert_eq!(first.blobs.len(), 2);
+    let next = first.next.unwrap();
+    assert_eq!(next, first.blobs[1].digest);
+    let second = o.client.list_blobs(Some(&next), 2).await.unwrap();
+    assert_eq!(second.next, None, "a short page is the last");
+    let listed: Vec<_> = first
+        .blobs
+        .into_iter()
+        .chain(second.blobs)
+        .map(|e| (e.digest, e.size, e.namespaces))
+        .collect();
+    assert_eq!(listed, expected);
+
+    // As a replica, a HEAD asks whether the blob is cached *under that namespace*; a plain
+    // HEAD finds cached content under any namespace.
+    let only_a = expected.iter().find(|e| e.2 == [a.clone()]).unwrap();
+    let replica = o.client.as_replica();
+    assert_eq!(replica.stat(&a, &only_a.0).await.unwrap(), Some(only_a.1));
+    assert_eq!(replica.stat(&b, &only_a.0).await.unwrap(), None);
+    assert_eq!(o.client.stat(&b, &only_a.0).await.unwrap(), Some(only_a.1));
+    o.token.cancel();
+}

@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::Deserialize;
 use shoal_core::{Digest, RepoName};
+use shoal_origin_client::{BlobEntry, BlobPage, REPLICA_HEADER};
 
-use crate::blobs::{self, Blobs};
+use crate::blobs::{self, Arrival, Blobs, blocking};
 use crate::error::ApiError;
 use crate::sink::{self, SinkError};
 use crate::uploads::{UploadId, Uploads};
@@ -30,6 +31,11 @@ pub const METAINFO_CONTENT_TYPE: &str = "application/vnd.shoal.metainfo.v1";
 pub const PEER_ID_HEADER: &str = "shoal-peer-id";
 /// The metainfo response header naming the origin's peer address (`ip:port`).
 pub const PEER_ADDR_HEADER: &str = "shoal-peer-addr";
+
+/// Blobs per listing page unless the client asks for fewer.
+const DEFAULT_LIST_LIMIT: usize = 1000;
+/// The most blobs a listing page returns.
+const MAX_LIST_LIMIT: usize = 10_000;
 
 /// Where this origin seeds, when it does.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +56,7 @@ type S = State<Arc<AppState>>;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/v1/blobs", get(list_blobs))
         .route("/v1/namespace/{ns}/uploads", post(start_upload))
         .route(
             "/v1/namespace/{ns}/uploads/{id}",
@@ -70,6 +77,19 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             get(metainfo_get),
         )
         .with_state(state)
+}
+
+/// Whether a sibling origin sent the request (`Shoal-Replica: 1`).
+fn is_replica(headers: &HeaderMap) -> bool {
+    headers.get(REPLICA_HEADER).is_some_and(|v| v == "1")
+}
+
+fn arrival(headers: &HeaderMap) -> Arrival {
+    if is_replica(headers) {
+        Arrival::Replica
+    } else {
+        Arrival::Upload
+    }
 }
 
 fn namespace(raw: &str) -> Result<RepoName, ApiError> {
@@ -207,6 +227,7 @@ async fn upload_commit(
     State(st): S,
     Path((ns, id)): Path<(String, String)>,
     Query(q): Query<CommitQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
@@ -227,7 +248,10 @@ async fn upload_commit(
         (_, Err(e)) => return Err(ApiError::Internal(e.to_string())),
         (None, Ok(())) => return Err(ApiError::Internal("upload lost".into())),
     };
-    let size = st.blobs.commit_upload(&ns, temp, &d).await?;
+    let size = st
+        .blobs
+        .commit(std::slice::from_ref(&ns), temp, &d, arrival(&headers))
+        .await?;
     tracing::info!(namespace = %ns, digest = %d, size, "upload committed");
     Ok(created(&ns, &d))
 }
@@ -255,6 +279,7 @@ fn created(ns: &RepoName, d: &Digest) -> Response {
 async fn blob_put(
     State(st): S,
     Path((ns, d)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
@@ -270,8 +295,12 @@ async fn blob_put(
         (_, Err(e)) => return Err(ApiError::Internal(e.to_string())),
         (None, Ok(())) => return Err(ApiError::Internal("upload lost".into())),
     };
-    let size = st.blobs.commit_upload(&ns, temp, &d).await?;
-    tracing::info!(namespace = %ns, digest = %d, size, "blob uploaded");
+    let arrival = arrival(&headers);
+    let size = st
+        .blobs
+        .commit(std::slice::from_ref(&ns), temp, &d, arrival)
+        .await?;
+    tracing::info!(namespace = %ns, digest = %d, size, ?arrival, "blob uploaded");
     Ok(created(&ns, &d))
 }
 
@@ -292,10 +321,18 @@ async fn blob_delete(
 async fn blob_head(
     State(st): S,
     Path((ns, d)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
     let d = digest(&d)?;
-    let size = st.blobs.stat(&ns, &d).await?;
+    let size = if is_replica(&headers) {
+        st.blobs
+            .replica_stat(&ns, &d)
+            .await?
+            .ok_or(ApiError::BlobUnknown)?
+    } else {
+        st.blobs.stat(&ns, &d).await?
+    };
     let mut resp = StatusCode::OK.into_response();
     blob_headers(resp.headers_mut(), &d.to_string(), size);
     Ok(resp)
@@ -308,7 +345,11 @@ async fn blob_get(
 ) -> Result<Response, ApiError> {
     let ns = namespace(&ns)?;
     let d = digest(&d)?;
-    let reader = st.blobs.open(&ns, &d).await?;
+    let reader = if is_replica(&headers) {
+        st.blobs.open_cached(&d).await?
+    } else {
+        st.blobs.open(&ns, &d).await?
+    };
     let size = reader.size();
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     blob_response(range_header, size, &d.to_string(), |range| {
@@ -336,4 +377,37 @@ async fn metainfo_get(
         h.insert(PEER_ADDR_HEADER, header_value(&peer.addr.to_string()));
     }
     Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/blobs?after=&limit=`: a page of the local cache, for sibling origins' repair.
+async fn list_blobs(State(st): S, Query(q): Query<ListQuery>) -> Result<Json<BlobPage>, ApiError> {
+    let after = q.after.as_deref().map(digest).transpose()?;
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_LIST_LIMIT)
+        .clamp(1, MAX_LIST_LIMIT);
+    let store = st.blobs.store.clone();
+    let page = blocking(move || -> Result<BlobPage, ApiError> {
+        let listed = store.list(after.as_ref(), limit);
+        let next = (listed.len() == limit)
+            .then(|| listed.last().map(|(d, _)| *d))
+            .flatten();
+        let mut blobs = Vec::with_capacity(listed.len());
+        for (digest, size) in listed {
+            blobs.push(BlobEntry {
+                digest,
+                size,
+                namespaces: store.namespaces(&digest)?,
+            });
+        }
+        Ok(BlobPage { blobs, next })
+    })
+    .await??;
+    Ok(Json(page))
 }

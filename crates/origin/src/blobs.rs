@@ -12,8 +12,9 @@ use shoal_core::{Digest, InfoHash, MetaInfo, MetaInfoBuilder, RepoName};
 use shoal_store::{BlobReader, BlobStore, READ_CHUNK, StoreError, TempBlob};
 
 use crate::error::ApiError;
+use crate::replicate::Replication;
 use crate::sink;
-use crate::writeback::Writeback;
+use crate::writeback::{Writeback, WritebackJob};
 use shoal_runtime::flight::SingleFlight;
 
 /// Blob metrics.
@@ -27,12 +28,25 @@ pub(crate) struct BlobMetrics {
     pub(crate) evictions: Gauge,
 }
 
+/// How a blob being committed reached this origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    /// Uploaded by a client: replicated to the other owners.
+    Upload,
+    /// Pushed by a sibling origin (`Shoal-Replica`): not replicated further.
+    Replica,
+    /// Copied by this origin's repair.
+    Repair,
+}
+
 /// Blob operations shared by all request handlers.
 #[derive(Debug)]
 pub(crate) struct Blobs {
     pub(crate) store: BlobStore,
     pub(crate) backends: Arc<BackendRouter>,
     pub(crate) writeback: Writeback,
+    /// Replication to the other owners, with a cluster.
+    pub(crate) replication: Option<Replication>,
     piece_length: u32,
     fetches: SingleFlight<Digest, Result<u64, ApiError>>,
     metainfos: SingleFlight<Digest, Result<Arc<MetaInfo>, ApiError>>,
@@ -46,6 +60,7 @@ impl Blobs {
         store: BlobStore,
         backends: Arc<BackendRouter>,
         writeback: Writeback,
+        replication: Option<Replication>,
         piece_length: u32,
         metrics: BlobMetrics,
     ) -> Arc<Self> {
@@ -53,6 +68,7 @@ impl Blobs {
             store,
             backends,
             writeback,
+            replication,
             piece_length,
             fetches: SingleFlight::default(),
             metainfos: SingleFlight::default(),
@@ -114,7 +130,9 @@ impl Blobs {
         ))
     }
 
-    async fn fetch(
+    /// Fetches the blob from the namespace's backend into the cache (shared with concurrent
+    /// requests for it) and records the namespace. Returns its size.
+    pub(crate) async fn fetch(
         self: &Arc<Self>,
         namespace: &RepoName,
         digest: &Digest,
@@ -158,15 +176,73 @@ impl Blobs {
         let temp = temp.ok_or_else(|| ApiError::Internal("temp blob lost".into()))?;
         let store = self.store.clone();
         let d = *digest;
-        let size = blocking(move || store.commit(temp, &d))
-            .await?
-            .map_err(|e| match e {
-                StoreError::DigestMismatch(_) => {
-                    ApiError::Internal(format!("backend returned corrupt content: {e}"))
-                }
-                e => e.into(),
-            })?;
+        let ns = namespace.clone();
+        let size = blocking(move || {
+            let size = store.commit(temp, &d)?;
+            if let Err(e) = store.add_namespace(&d, &ns) {
+                tracing::warn!(namespace = %ns, digest = %d, "recording the namespace: {e}");
+            }
+            Ok(size)
+        })
+        .await?
+        .map_err(|e| match e {
+            StoreError::DigestMismatch(_) => {
+                ApiError::Internal(format!("backend returned corrupt content: {e}"))
+            }
+            e => e.into(),
+        })?;
         Ok(size)
+    }
+
+    /// The size of a blob cached here as a blob of `namespace` (what a sibling origin asks
+    /// with `Shoal-Replica`): `None` if it is not cached or not recorded under `namespace`.
+    pub(crate) async fn replica_stat(
+        &self,
+        namespace: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, ApiError> {
+        let (store, ns, d) = (self.store.clone(), namespace.clone(), *digest);
+        blocking(move || {
+            let Some(size) = store.stat(&d) else {
+                return Ok(None);
+            };
+            Ok(store.namespaces(&d)?.contains(&ns).then_some(size))
+        })
+        .await?
+    }
+
+    /// Opens a cached blob, without fetching it from a backend.
+    pub(crate) async fn open_cached(&self, digest: &Digest) -> Result<BlobReader, ApiError> {
+        let (store, d) = (self.store.clone(), *digest);
+        Ok(blocking(move || store.open_blob(&d)).await??)
+    }
+
+    /// Takes on a blob that is already in the cache (fetched by repair) as a blob of each of
+    /// `namespaces`: records them and queues their write-backs. Blocking work off the async
+    /// threads.
+    pub(crate) async fn adopt(
+        &self,
+        namespaces: &[RepoName],
+        digest: &Digest,
+    ) -> Result<(), ApiError> {
+        let (store, writeback, nss, d) = (
+            self.store.clone(),
+            self.writeback.clone(),
+            namespaces.to_vec(),
+            *digest,
+        );
+        blocking(move || -> Result<(), ApiError> {
+            for ns in &nss {
+                let job = WritebackJob::new(ns, &d);
+                writeback
+                    .enqueue(&job)
+                    .map_err(|e| ApiError::Internal(format!("recording write-back: {e}")))?;
+                writeback.activate(&job);
+                store.add_namespace(&d, ns)?;
+            }
+            Ok(())
+        })
+        .await?
     }
 
     /// Deletes the blob from the cache and from the namespace's backend, and drops a pending
@@ -176,7 +252,8 @@ impl Blobs {
         namespace: &RepoName,
         digest: &Digest,
     ) -> Result<bool, ApiError> {
-        self.writeback.abandon(namespace, digest);
+        self.writeback
+            .abandon(&WritebackJob::new(namespace, digest));
         let store = self.store.clone();
         let d = *digest;
         let cached = store.stat(&d).is_some();
@@ -209,40 +286,66 @@ impl Blobs {
         Ok(blocking(move || store.create_temp()).await??)
     }
 
-    /// Verifies an uploaded blob, records its write-back durably, and makes it visible. Only
-    /// after this returns may the upload be acknowledged.
-    pub(crate) async fn commit_upload(
+    /// Verifies a blob received under `namespaces` (an upload: one), records its write-backs
+    /// durably, makes it visible, records its namespaces and, for an upload in a cluster,
+    /// queues its copies to the other owners. Only after this returns may an upload be
+    /// acknowledged.
+    pub(crate) async fn commit(
         self: &Arc<Self>,
-        namespace: &RepoName,
+        namespaces: &[RepoName],
         temp: TempBlob,
         digest: &Digest,
+        arrival: Arrival,
     ) -> Result<u64, ApiError> {
-        let (store, writeback, ns, d) = (
+        let replication = self
+            .replication
+            .clone()
+            .filter(|_| arrival == Arrival::Upload);
+        let (store, writeback, nss, d) = (
             self.store.clone(),
             self.writeback.clone(),
-            namespace.clone(),
+            namespaces.to_vec(),
             *digest,
         );
         let size = blocking(move || -> Result<u64, ApiError> {
+            let internal =
+                |what: &str, e: std::io::Error| ApiError::Internal(format!("{what}: {e}"));
             let verified = store.verify(temp, &d)?;
-            let created = writeback
-                .enqueue(&ns, &d)
-                .map_err(|e| ApiError::Internal(format!("recording write-back: {e}")))?;
-            match store.publish(verified) {
-                Ok(size) => {
-                    writeback.activate(&ns, &d);
-                    Ok(size)
-                }
-                Err(e) => {
-                    if created {
-                        writeback.abandon(&ns, &d);
+            let jobs: Vec<WritebackJob> = nss.iter().map(|ns| WritebackJob::new(ns, &d)).collect();
+            let mut created = Vec::new();
+            for job in &jobs {
+                match writeback.enqueue(job) {
+                    Ok(new) => created.push(new),
+                    Err(e) => {
+                        abandon_created(&writeback, &jobs, &created);
+                        return Err(internal("recording write-back", e));
                     }
-                    Err(e.into())
                 }
             }
+            let size = match store.publish(verified) {
+                Ok(size) => size,
+                Err(e) => {
+                    abandon_created(&writeback, &jobs, &created);
+                    return Err(e.into());
+                }
+            };
+            for job in &jobs {
+                writeback.activate(job);
+            }
+            for ns in &nss {
+                store.add_namespace(&d, ns)?;
+                if let Some(replication) = &replication {
+                    replication
+                        .replicate(ns, &d)
+                        .map_err(|e| internal("recording replication", e))?;
+                }
+            }
+            Ok(size)
         })
         .await??;
-        self.metrics.commits.inc();
+        if arrival != Arrival::Repair {
+            self.metrics.commits.inc();
+        }
         if self.store.read_metainfo(digest).is_none() {
             self.spawn_metainfo(*digest);
         }
@@ -331,6 +434,13 @@ impl Blobs {
         metrics.store_bytes.set(s.bytes as i64);
         metrics.store_blobs.set(s.blobs as i64);
         metrics.evictions.set(s.evictions as i64);
+    }
+}
+
+/// Forgets the write-back tasks `enqueue` created for a blob that will not be published.
+fn abandon_created(writeback: &Writeback, jobs: &[WritebackJob], created: &[bool]) {
+    for (job, _) in jobs.iter().zip(created).filter(|(_, new)| **new) {
+        writeback.abandon(job);
     }
 }
 

@@ -6,10 +6,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shoal_backend::RouteConfig;
+use shoal_cluster::ClusterConfig;
 use shoal_runtime::telemetry::LogConfig;
 
 /// Everything an origin needs to run. Every field has a default, so an empty file (or no file)
 /// is a valid configuration: one origin on `0.0.0.0:7100` with a filesystem backend.
+///
+/// With a `[cluster]` of origins, each blob's R owners (a hash ring over the members) hold a
+/// copy: uploads are replicated to the other owners (`[replication]`) and membership changes
+/// are repaired by copying blobs between origins (`[repair]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OriginConfig {
@@ -26,8 +31,20 @@ pub struct OriginConfig {
     /// Namespace → backend routes, first match wins. Default (empty list): every namespace
     /// goes to a filesystem backend under `<data_dir>/backend`.
     pub backends: Vec<RouteConfig>,
+    /// This origin's id in the cluster: its `host:port` exactly as in the members list (or as
+    /// DNS yields it, `ip:port`). Default: the listen address, once bound, unless its IP is
+    /// unspecified (`0.0.0.0`), in which case it must be set whenever a cluster is configured.
+    pub cluster_id: Option<String>,
+    /// The ring of origins this one belongs to (`members`, `dns`, `replicas`, `health`; see
+    /// `shoal_cluster::ClusterConfig`). Absent, or without members and DNS: a single origin,
+    /// no replication and no repair.
+    pub cluster: Option<ClusterConfig>,
     /// Write-back of committed uploads to the backends.
-    pub writeback: WritebackConfig,
+    pub writeback: QueueConfig,
+    /// Replication of uploads to the blob's other owners (with a cluster).
+    pub replication: QueueConfig,
+    /// Anti-entropy between origins after membership changes (with a cluster).
+    pub repair: RepairConfig,
     /// Uploads in progress.
     pub uploads: UploadsConfig,
     /// Seeding blobs to agents over the peer protocol.
@@ -47,7 +64,11 @@ impl Default for OriginConfig {
             piece_length: shoal_core::DEFAULT_PIECE_LENGTH,
             store: StoreSection::default(),
             backends: Vec::new(),
-            writeback: WritebackConfig::default(),
+            cluster_id: None,
+            cluster: None,
+            writeback: QueueConfig::default(),
+            replication: QueueConfig::default(),
+            repair: RepairConfig::default(),
             uploads: UploadsConfig::default(),
             p2p: P2pConfig::default(),
             log: LogConfig::default(),
@@ -89,13 +110,22 @@ impl From<StoreSection> for shoal_store::StoreConfig {
     }
 }
 
-/// The `[writeback]` section.
+impl OriginConfig {
+    /// The cluster section if it configures a cluster (members or DNS), else `None`.
+    pub fn cluster(&self) -> Option<&ClusterConfig> {
+        self.cluster
+            .as_ref()
+            .filter(|c| !c.members.is_empty() || c.dns.is_some())
+    }
+}
+
+/// A durable task queue: the `[writeback]` and `[replication]` sections.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct WritebackConfig {
-    /// Blobs written back concurrently. Default 4.
+pub struct QueueConfig {
+    /// Tasks run concurrently. Default 4.
     pub concurrency: usize,
-    /// Delay before the first retry of a failed write-back; doubles per failure. Default `1s`.
+    /// Delay before the first retry of a failed task; doubles per failure. Default `1s`.
     #[serde(with = "humantime_serde")]
     pub initial_backoff: Duration,
     /// Longest delay between retries. Default `5m`.
@@ -103,12 +133,50 @@ pub struct WritebackConfig {
     pub max_backoff: Duration,
 }
 
-impl Default for WritebackConfig {
+impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             concurrency: 4,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The `[repair]` section: how an origin of a cluster converges on holding exactly the blobs
+/// it owns. A pass copies the blobs this origin owns but lacks from sibling origins (falling
+/// back to the backend) and drops blobs it no longer owns once their owners hold them.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepairConfig {
+    /// A full pass runs this often, besides after every membership change. Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// After a membership change, wait this long for further changes before a pass, so a burst
+    /// of changes causes one pass. Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+    /// Blobs copied (or owners checked) concurrently. Default 4.
+    pub concurrency: usize,
+    /// Bytes per second copied by repair, all copies together; 0 = unlimited. Default
+    /// 100 MiB/s.
+    pub bandwidth_bytes_per_sec: u64,
+    /// A blob this origin no longer owns is dropped from its cache (never from the backend)
+    /// only after it has been a non-owner this long, continuously, and every owner holds it.
+    /// Keep it above `interval` so owners get a pass while this copy still exists.
+    /// Default `10m`.
+    #[serde(with = "humantime_serde")]
+    pub drop_grace: Duration,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(300),
+            debounce: Duration::from_secs(2),
+            concurrency: 4,
+            bandwidth_bytes_per_sec: 100 << 20,
+            drop_grace: Duration::from_secs(600),
         }
     }
 }
@@ -171,6 +239,14 @@ mod tests {
     fn empty_file_is_all_defaults_and_unknown_keys_fail() {
         let c: OriginConfig = shoal_runtime::config::parse("").unwrap();
         assert_eq!(c.listen.port(), 7100);
+        assert!(c.cluster().is_none());
+        assert_eq!(c.repair.interval, Duration::from_secs(300));
+        assert_eq!(c.repair.bandwidth_bytes_per_sec, 100 << 20);
+        let c: OriginConfig = shoal_runtime::config::parse("[cluster]\nreplicas = 2\n").unwrap();
+        assert!(
+            c.cluster().is_none(),
+            "a cluster without members is a single origin"
+        );
         assert_eq!(c.piece_length, 4 << 20);
         assert!(c.backends.is_empty());
         let err = shoal_runtime::config::parse::<OriginConfig>("[store]\ncapacity = 5\n")
@@ -196,6 +272,19 @@ listen = "127.0.0.1:0"
 data_dir = "/tmp/x"
 piece_length = 1048576
 shutdown_grace = "5s"
+cluster_id = "origin-0.origin:7100"
+[cluster]
+members = ["origin-0.origin:7100", "origin-1.origin:7100"]
+replicas = 2
+health = { interval = "1s" }
+[replication]
+concurrency = 8
+[repair]
+interval = "1m"
+debounce = "500ms"
+concurrency = 2
+bandwidth_bytes_per_sec = 0
+drop_grace = "2m"
 [store]
 capacity_bytes = 1000
 high_watermark = 0.95
@@ -217,6 +306,11 @@ root = "/tmp/backend"
         )
         .unwrap();
         assert_eq!(c.writeback.initial_backoff, Duration::from_millis(100));
+        assert_eq!(c.cluster().unwrap().replicas, 2);
+        assert_eq!(c.cluster_id.as_deref(), Some("origin-0.origin:7100"));
+        assert_eq!(c.replication.concurrency, 8);
+        assert_eq!(c.repair.drop_grace, Duration::from_secs(120));
+        assert_eq!(c.repair.bandwidth_bytes_per_sec, 0);
         assert_eq!(c.backends.len(), 1);
         assert_eq!(c.store.capacity_bytes, 1000);
     }

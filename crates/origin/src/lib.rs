@@ -7,13 +7,22 @@
 //! generates the metainfo (piece hashes) that peers need to swarm a blob.
 //!
 //! Start with [`Origin::bind`] and [`Origin::run`]; the HTTP API is in `docs/PROTOCOL.md`.
-//! This crate is **not** a peer: seeding over the swarm protocol and the hash ring come from
-//! other crates.
+//! With a cluster of origins (`[cluster]`, or [`Origin::bind_with_cluster`]), each blob's R
+//! owners on a hash ring hold it: uploads are replicated to the other owners through a durable
+//! queue, and a repair task copies blobs between origins when membership changes (see
+//! `docs/ARCHITECTURE.md`). Seeding uses the swarm crates; membership, health and placement
+//! come from `shoal-cluster`.
 
 mod api;
+mod bandwidth;
 mod blobs;
 pub mod config;
 mod error;
+mod metrics;
+mod peers;
+mod queue;
+mod repair;
+mod replicate;
 mod seed;
 mod sink;
 mod uploads;
@@ -24,15 +33,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use shoal_backend::{BackendRouter, FilesystemBackend};
+use shoal_cluster::Cluster;
 use shoal_runtime::admin::{self, Readiness};
 use shoal_runtime::metrics::Metrics;
 use shoal_store::BlobStore;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
+
+use crate::queue::Queue;
 
 pub use api::{METAINFO_CONTENT_TYPE, PEER_ADDR_HEADER, PEER_ID_HEADER};
 pub use config::OriginConfig;
@@ -61,6 +72,12 @@ pub enum StartError {
     /// The peer id could not be read or created.
     #[error("cannot read or create the peer id: {0}")]
     PeerId(std::io::Error),
+    /// The cluster configuration is invalid or its tasks could not start.
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] shoal_cluster::ClusterError),
+    /// The replication queue could not be opened.
+    #[error("cannot open replication queue: {0}")]
+    Replication(std::io::Error),
 }
 
 /// A bound origin, ready to [`run`](Origin::run).
@@ -70,6 +87,10 @@ pub struct Origin {
     local_addr: SocketAddr,
     state: Arc<api::AppState>,
     writeback: writeback::Writeback,
+    replication: Option<replicate::Replication>,
+    repair: Option<repair::Repair>,
+    /// Stops the membership and health tasks of a cluster this origin started itself.
+    cluster_tasks: Option<DropGuard>,
     metrics: Metrics,
     readiness: Readiness,
     p2p: Option<P2p>,
@@ -84,16 +105,13 @@ struct P2p {
 }
 
 impl Origin {
-    /// Opens the store and write-back queue, builds the backends from `config.backends` and
-    /// binds the listener (port 0 picks a free port). Spawns nothing.
+    /// Opens the store and task queues, builds the backends from `config.backends` and binds
+    /// the listener (port 0 picks a free port). With a `[cluster]` configured, starts its
+    /// membership and health tasks (they stop when the origin stops or is dropped); spawns
+    /// nothing else.
     pub async fn bind(config: OriginConfig) -> Result<Self, StartError> {
-        let backends = if config.backends.is_empty() {
-            let root = config.data_dir.join("backend");
-            BackendRouter::single(Arc::new(FilesystemBackend::new(root)))
-        } else {
-            BackendRouter::from_config(&config.backends)?
-        };
-        Self::bind_with_backends(config, backends).await
+        let backends = backends_of(&config)?;
+        Self::bind_inner(config, backends, None).await
     }
 
     /// Like [`Origin::bind`], with backends built by the caller (`config.backends` is ignored).
@@ -101,61 +119,29 @@ impl Origin {
         config: OriginConfig,
         backends: BackendRouter,
     ) -> Result<Self, StartError> {
-        if config.writeback.concurrency == 0 {
-            return Err(StartError::Config(
-                "writeback.concurrency must be at least 1".into(),
-            ));
-        }
-        shoal_core::PieceLayout::new(0, config.piece_length)
-            .map_err(|e| StartError::Config(format!("piece_length: {e}")))?;
-        let backends = Arc::new(backends);
+        Self::bind_inner(config, backends, None).await
+    }
 
+    /// Like [`Origin::bind`], as a member of `cluster` (`config.cluster` is ignored): e.g. a
+    /// [`Cluster::fixed`] whose members a test changes with [`Cluster::set_static_members`].
+    /// This origin's member id is `config.cluster_id`, or else its bound address.
+    pub async fn bind_with_cluster(
+        config: OriginConfig,
+        cluster: Cluster,
+    ) -> Result<Self, StartError> {
+        let backends = backends_of(&config)?;
+        Self::bind_inner(config, backends, Some(cluster)).await
+    }
+
+    async fn bind_inner(
+        config: OriginConfig,
+        backends: BackendRouter,
+        cluster: Option<Cluster>,
+    ) -> Result<Self, StartError> {
+        validate(&config, cluster.is_some())?;
+        let backends = Arc::new(backends);
         let metrics = Metrics::new("shoal_origin");
-        let wb_metrics = writeback::WritebackMetrics {
-            depth: metrics.register(
-                "writeback_queue_depth",
-                "Committed blobs not yet written back to their backend",
-                Gauge::default(),
-            ),
-            completed: metrics.register(
-                "writeback_completed",
-                "Write-back tasks completed",
-                Counter::default(),
-            ),
-            failures: metrics.register(
-                "writeback_failures",
-                "Write-back attempts that failed and will be retried",
-                Counter::default(),
-            ),
-        };
-        let blob_metrics = blobs::BlobMetrics {
-            backend_fetches: metrics.register(
-                "backend_fetches",
-                "Blobs fetched from a backend on a cache miss",
-                Counter::default(),
-            ),
-            backend_fetch_failures: metrics.register(
-                "backend_fetch_failures",
-                "Backend fetches that failed",
-                Counter::default(),
-            ),
-            commits: metrics.register("uploads_committed", "Uploads committed", Counter::default()),
-            store_bytes: metrics.register(
-                "store_bytes",
-                "Bytes in the local blob cache",
-                Gauge::default(),
-            ),
-            store_blobs: metrics.register(
-                "store_blobs",
-                "Blobs in the local blob cache",
-                Gauge::default(),
-            ),
-            evictions: metrics.register(
-                "store_evictions",
-                "Blobs evicted from the local cache since start",
-                Gauge::default(),
-            ),
-        };
+        let m = metrics::OriginMetrics::register(&metrics);
 
         let data_dir = config.data_dir.clone();
         let store_config = config.store.into();
@@ -164,25 +150,55 @@ impl Origin {
         })
         .await
         .map_err(|e| StartError::Config(format!("store open task: {e}")))??;
-        let writeback = writeback::Writeback::open(
+        let writeback = Queue::open(
+            "write-back",
             &config.data_dir.join("writeback"),
             store.clone(),
-            Arc::clone(&backends),
+            writeback::BackendWriter {
+                store: store.clone(),
+                backends: Arc::clone(&backends),
+            },
             config.writeback,
-            wb_metrics,
+            m.writeback.clone(),
         )
         .map_err(StartError::Writeback)?;
         {
-            let (store, m) = (store.clone(), blob_metrics.clone());
+            let (store, m) = (store.clone(), m.blobs.clone());
             metrics.on_scrape(move || blobs::Blobs::refresh_store_metrics(&store, &m));
         }
+
+        let (listener, local_addr) = admin::bind(config.listen).await?;
+        let (cluster, cluster_tasks) = match cluster {
+            Some(c) => (Some(c), None),
+            None => match config.cluster() {
+                Some(c) => {
+                    let token = CancellationToken::new();
+                    let cluster = Cluster::start(c.clone(), token.clone())?;
+                    (Some(cluster), Some(token.drop_guard()))
+                }
+                None => (None, None),
+            },
+        };
+        let replication = match cluster {
+            Some(cluster) => {
+                let self_id = member_id(config.cluster_id.as_deref(), local_addr)?;
+                Some(open_replication(
+                    &config, &store, cluster, self_id, &metrics, &m,
+                )?)
+            }
+            None => None,
+        };
         let blobs = blobs::Blobs::new(
             store,
             backends,
             writeback.clone(),
+            replication.clone(),
             config.piece_length,
-            blob_metrics,
+            m.blobs,
         );
+        let repair = replication
+            .as_ref()
+            .map(|r| repair::Repair::new(Arc::clone(&blobs), r.clone(), config.repair, m.repair));
         let (p2p, peer) = if config.p2p.enabled {
             let peer_id =
                 shoal_p2p::load_or_create_peer_id(&config.data_dir).map_err(StartError::PeerId)?;
@@ -215,17 +231,23 @@ impl Origin {
             uploads: uploads::Uploads::new(config.uploads.idle_timeout),
             peer,
         });
-
-        let (listener, local_addr) = admin::bind(config.listen).await?;
         Ok(Self {
             listener,
             local_addr,
             state,
             writeback,
+            replication,
+            repair,
+            cluster_tasks,
             metrics,
             readiness: Readiness::default(),
             p2p,
         })
+    }
+
+    /// This origin's member id in its cluster, if it has one.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.replication.as_ref().map(|r| r.peers().self_id())
     }
 
     /// The bound address of the HTTP API.
@@ -241,9 +263,16 @@ impl Origin {
     /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
     /// finish and stops the background workers. Pending write-backs stay queued on disk.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let _cluster_tasks = self.cluster_tasks;
         let tasks = TaskTracker::new();
         let workers = shutdown.child_token();
         tasks.spawn(self.writeback.clone().run(workers.clone()));
+        if let Some(replication) = &self.replication {
+            tasks.spawn(replication.clone().run(workers.clone()));
+        }
+        if let Some(repair) = self.repair {
+            tasks.spawn(repair.run(workers.clone()));
+        }
         tasks.spawn(reap_uploads(Arc::clone(&self.state), workers.clone()));
         let swarm = self.p2p.map(|p| {
             let resolver = Arc::new(seed::OriginResolver(Arc::clone(&self.state.blobs)));
@@ -286,6 +315,100 @@ impl Origin {
         );
         served.map_err(Into::into)
     }
+}
+
+fn backends_of(config: &OriginConfig) -> Result<BackendRouter, StartError> {
+    Ok(if config.backends.is_empty() {
+        let root = config.data_dir.join("backend");
+        BackendRouter::single(Arc::new(FilesystemBackend::new(root)))
+    } else {
+        BackendRouter::from_config(&config.backends)?
+    })
+}
+
+fn validate(config: &OriginConfig, given_cluster: bool) -> Result<(), StartError> {
+    let bad = |m: &str| Err(StartError::Config(m.to_owned()));
+    if config.writeback.concurrency == 0 {
+        return bad("writeback.concurrency must be at least 1");
+    }
+    if config.replication.concurrency == 0 {
+        return bad("replication.concurrency must be at least 1");
+    }
+    if config.repair.concurrency == 0 {
+        return bad("repair.concurrency must be at least 1");
+    }
+    if config.repair.interval.is_zero() {
+        return bad("repair.interval must be positive");
+    }
+    shoal_core::PieceLayout::new(0, config.piece_length)
+        .map_err(|e| StartError::Config(format!("piece_length: {e}")))?;
+    if let Some(c) = config.cluster().filter(|_| !given_cluster) {
+        c.validate()?;
+        if config.cluster_id.is_none() && config.listen.ip().is_unspecified() {
+            return bad(
+                "cluster_id is required with a cluster when listen has an unspecified IP \
+                 (it must be this origin's host:port as the cluster members spell it)",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// This origin's member id, spelled as the cluster spells ids.
+fn member_id(configured: Option<&str>, bound: SocketAddr) -> Result<String, StartError> {
+    let Some(id) = configured else {
+        return Ok(bound.to_string());
+    };
+    // The cluster's own parser normalises it (lowercase host, canonical IP literal).
+    Cluster::fixed(vec![id.to_owned()], 1)
+        .ok()
+        .and_then(|c| c.nodes().into_iter().next())
+        .map(|n| n.id)
+        .ok_or_else(|| StartError::Config(format!("cluster_id {id:?} is not a valid host:port")))
+}
+
+fn open_replication(
+    config: &OriginConfig,
+    store: &BlobStore,
+    cluster: Cluster,
+    self_id: String,
+    metrics: &Metrics,
+    m: &metrics::OriginMetrics,
+) -> Result<replicate::Replication, StartError> {
+    let members = cluster.nodes();
+    if !members.is_empty() && !members.iter().any(|n| n.id == self_id) {
+        tracing::warn!(
+            cluster_id = %self_id,
+            "this origin is not a member of its cluster: it owns no blobs and will hand over \
+             the ones it has; set cluster_id to its id as the members list spells it"
+        );
+    }
+    {
+        let (cluster, members, healthy) = (
+            cluster.clone(),
+            m.cluster_members.clone(),
+            m.cluster_healthy.clone(),
+        );
+        metrics.on_scrape(move || {
+            let s = cluster.stats();
+            members.set(s.members as i64);
+            healthy.set(s.healthy as i64);
+        });
+    }
+    let peers = Arc::new(peers::Peers::new(cluster, self_id));
+    Queue::open(
+        "replication",
+        &config.data_dir.join("replication"),
+        store.clone(),
+        replicate::Pusher {
+            store: store.clone(),
+            peers,
+            bytes: m.replication_bytes.clone(),
+        },
+        config.replication,
+        m.replication.clone(),
+    )
+    .map_err(StartError::Replication)
 }
 
 async fn reap_uploads(state: Arc<api::AppState>, shutdown: CancellationToken) {

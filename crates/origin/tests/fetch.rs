@@ -212,3 +212,57 @@ async fn unknown_blob_is_404_and_namespaces_route_to_their_backend() {
     );
     origin.stop().await;
 }
+
+#[tokio::test]
+async fn replica_requests_see_only_the_cache_and_fetches_record_the_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Faulty::filesystem(dir.path().join("backend"));
+    let origin = TestOrigin::start_with(config(&dir.path().join("origin")), backend.router()).await;
+    let blob = data(70_000, 11);
+    let d = put_in_backend(backend.as_ref(), "library/x", &blob).await;
+    let http = reqwest::Client::new();
+    let replica = |req: reqwest::RequestBuilder| req.header("shoal-replica", "1").send();
+
+    // A sibling origin asking is answered from the cache only: no backend fetch.
+    let url = origin.blob_url("library/x", &d);
+    assert_eq!(replica(http.head(&url)).await.unwrap().status(), 404);
+    assert_eq!(replica(http.get(&url)).await.unwrap().status(), 404);
+    assert_eq!(backend.gets.load(Ordering::SeqCst), 0);
+
+    // A client's GET fetches it, recording the namespace it came from.
+    assert_eq!(
+        origin
+            .get_blob("library/x", &d)
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+        blob
+    );
+    assert_eq!(replica(http.head(&url)).await.unwrap().status(), 200);
+    let resp = replica(http.get(&url)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap(), blob);
+    let other = origin.blob_url("other", &d);
+    assert_eq!(
+        replica(http.head(&other)).await.unwrap().status(),
+        404,
+        "not cached as a blob of `other`"
+    );
+    let listing: serde_json::Value = http
+        .get(format!("{}/v1/blobs", origin.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listing,
+        serde_json::json!({
+            "blobs": [{"digest": d.to_string(), "size": 70_000, "namespaces": ["library/x"]}],
+            "next": null
+        })
+    );
+    origin.stop().await;
+}

@@ -86,6 +86,8 @@ pub(crate) enum Event {
         peer: PeerId,
     },
     Finished(Result<u64, String>),
+    /// A reader streams the blob and waits for this piece.
+    StreamPosition(Option<u32>),
     Stop,
 }
 
@@ -144,6 +146,14 @@ impl TorrentHandle {
             TorrentState::Failed(e) => Err(DownloadError::Failed(e)),
             TorrentState::Downloading { .. } | TorrentState::Stopped => Err(DownloadError::Stopped),
         }
+    }
+
+    /// A reader streaming the blob waits for `piece`: its next pieces are fetched first
+    /// (`None` when no reader waits any more). Best effort: dropped if the torrent is busy.
+    pub fn stream_position(&self, piece: Option<PieceIndex>) {
+        let _ = self
+            .events
+            .try_send(Event::StreamPosition(piece.map(PieceIndex::get)));
     }
 
     /// Stops the torrent: connections close, the task ends.
@@ -338,6 +348,7 @@ impl Task {
         let now = now();
         match ev {
             Event::Peers(peers) => self.engine.handle_peers(peers, now),
+            Event::StreamPosition(piece) => self.engine.handle_stream_position(piece, now),
             Event::Incoming(incoming) => self.incoming(incoming).await,
             Event::Dialed {
                 peer,

@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use shoal_build_index_api::BuildIndexClient;
-use shoal_origin_client::OriginClient;
+use shoal_cluster::Cluster;
+use shoal_origin_client::OriginPool;
 use shoal_runtime::admin::{self, Readiness};
 use shoal_runtime::metrics::Metrics;
 use tokio::net::TcpListener;
@@ -41,21 +42,22 @@ pub struct Proxy {
     store: Arc<ProxyStore>,
     metrics: Metrics,
     readiness: Readiness,
+    ring_token: CancellationToken,
 }
 
 impl Proxy {
-    /// Validates the config and binds the listener (port 0 works). Spawns nothing.
+    /// Validates the config, binds the listener (port 0 works) and starts watching the
+    /// origins' ring (membership refresh and health checks run until [`run`](Self::run)
+    /// ends).
     pub async fn bind(config: ProxyConfig) -> Result<Self, StartError> {
-        if config.origins.is_empty() {
+        if config.origins.members.is_empty() && config.origins.dns.is_none() {
             return Err(StartError::Config(
-                "no origins: set `origins` or pass --origin".into(),
+                "no origins: set `origins.members` (or `origins.dns`) or pass --origin".into(),
             ));
         }
-        let origins = config
-            .origins
-            .iter()
-            .map(|o| OriginClient::new(o).map_err(|e| StartError::Config(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let ring_token = CancellationToken::new();
+        let cluster = Cluster::start(config.origins.clone(), ring_token.clone())
+            .map_err(|e| StartError::Config(format!("origins: {e}")))?;
         let build_index = config.build_index.as_deref().ok_or_else(|| {
             StartError::Config("no build-index: set `build_index` or pass --build-index".into())
         })?;
@@ -65,7 +67,8 @@ impl Proxy {
         Ok(Self {
             listener,
             local_addr,
-            store: Arc::new(ProxyStore::new(origins, build_index)),
+            store: Arc::new(ProxyStore::new(OriginPool::new(cluster), build_index)),
+            ring_token,
             metrics: Metrics::new("shoal_proxy"),
             readiness: Readiness::default(),
         })
@@ -84,6 +87,7 @@ impl Proxy {
         tracing::info!(addr = %self.local_addr, "proxy listening");
         let served = admin::serve(self.listener, router, shutdown).await;
         self.readiness.set(false);
+        self.ring_token.cancel();
         tracing::info!("proxy stopped");
         served.map_err(Into::into)
     }

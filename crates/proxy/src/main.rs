@@ -18,12 +18,19 @@ struct Args {
     /// Listen address of the registry API (overrides `listen`).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Origin base URL; repeat for several (replaces `origins`).
+    /// Origin `host:port` (or `http://host:port`); repeat for several (replaces
+    /// `origins.members`).
     #[arg(long = "origin")]
     origins: Vec<String>,
     /// Build-index base URL (overrides `build_index`).
     #[arg(long)]
     build_index: Option<String>,
+}
+
+/// `http://host:port/` → `host:port`.
+fn host_port(raw: &str) -> String {
+    let s = raw.strip_prefix("http://").unwrap_or(raw);
+    s.trim_end_matches('/').to_owned()
 }
 
 fn main() -> ExitCode {
@@ -36,7 +43,7 @@ fn main() -> ExitCode {
         config.listen = listen;
     }
     if !args.origins.is_empty() {
-        config.origins = args.origins;
+        config.origins.members = args.origins.iter().map(|o| host_port(o)).collect();
     }
     if args.build_index.is_some() {
         config.build_index = args.build_index;

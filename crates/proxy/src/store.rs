@@ -1,67 +1,108 @@
-//! [`RegistryStore`] over origins (blob bytes, manifests included) and the build-index (tags,
-//! manifest records, referrers).
+//! [`RegistryStore`] over the origins' ring (blob bytes, manifests included) and the
+//! build-index (tags, manifest records, referrers).
 
+use std::future::Future;
 use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use shoal_build_index_api::BuildIndexClient;
-use shoal_core::{Digest, RepoName, Tag};
-use shoal_origin_client::{OriginClient, OriginClientError};
+use shoal_cluster::Node;
+use shoal_core::{Algorithm, Digest, RepoName, Tag};
+use shoal_origin_client::{OriginClient, OriginClientError, OriginPool};
 use shoal_registry::manifest::MAX_MANIFEST_BYTES;
 use shoal_registry::{
     ByteStream, ManifestRecord, OpenBlob, RegistryError, RegistryStore, UploadId,
 };
 
-/// The proxy's storage: a list of origins and one build-index.
+/// The proxy's storage: the origins' ring and one build-index.
 #[derive(Debug)]
 pub struct ProxyStore {
-    origins: Vec<OriginClient>,
+    origins: OriginPool,
     build_index: BuildIndexClient,
 }
 
 impl ProxyStore {
-    /// A store over `origins` (at least one) and `build_index`.
-    pub fn new(origins: Vec<OriginClient>, build_index: BuildIndexClient) -> Self {
-        assert!(!origins.is_empty(), "a proxy needs at least one origin");
+    /// A store over the origins of `origins` and `build_index`.
+    pub fn new(origins: OriginPool, build_index: BuildIndexClient) -> Self {
         Self {
             origins,
             build_index,
         }
     }
 
-    /// Origins in the order to try for `digest`: the one its digest picks first, then the rest.
-    fn origins_for(&self, digest: &Digest) -> impl Iterator<Item = (usize, &OriginClient)> {
-        let n = self.origins.len();
-        let raw = digest.raw();
-        let start = usize::from(raw[0]) << 8 | usize::from(raw[1]);
-        (0..n).map(move |i| {
-            let idx = (start + i) % n;
-            (idx, &self.origins[idx])
-        })
+    /// Runs `op` against the origins in the ring's order for `digest` until one has the
+    /// answer: `Ok(Some)` wins; `Ok(None)` (not there) and unavailability move on to the next
+    /// origin; a rejection (4xx) is final. `Ok(None)` if no origin had it and at least one
+    /// answered; the last unavailability if none answered.
+    async fn first<T, F, Fut>(&self, digest: &Digest, mut op: F) -> Result<Option<T>, RegistryError>
+    where
+        F: FnMut(OriginClient) -> Fut,
+        Fut: Future<Output = Result<Option<T>, OriginClientError>>,
+    {
+        let mut answered = false;
+        let mut last_err = None;
+        for (node, client) in self.origins.route(digest) {
+            let result = op(client).await;
+            self.origins.report(&node, &result);
+            match result {
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) => answered = true,
+                Err(e @ OriginClientError::Unavailable { .. }) => {
+                    tracing::warn!(origin = %node.id, %digest, "origin unavailable: {e}");
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(origin_error(e)),
+            }
+        }
+        match last_err {
+            Some(e) if !answered => Err(origin_error(e)),
+            _ => Ok(None),
+        }
     }
 
-    /// The origin that takes new uploads of `digest`.
-    fn owner(&self, digest: &Digest) -> &OriginClient {
-        let mut it = self.origins_for(digest);
-        it.next().map_or(&self.origins[0], |(_, o)| o)
+    /// Runs `op` on the first origin, in the ring's order for `key` (healthy owners first),
+    /// that does not fail with unavailability. For writes, the origin replicates to the other
+    /// owners.
+    async fn write<T, F, Fut>(&self, key: &Digest, mut op: F) -> Result<T, RegistryError>
+    where
+        F: FnMut(OriginClient) -> Fut,
+        Fut: Future<Output = Result<T, OriginClientError>>,
+    {
+        let mut last_err = None;
+        for (node, client) in self.origins.route(key) {
+            let result = op(client).await;
+            self.origins.report(&node, &result);
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e @ OriginClientError::Unavailable { .. }) => {
+                    tracing::warn!(origin = %node.id, "origin unavailable, trying the next: {e}");
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(origin_error(e)),
+            }
+        }
+        Err(last_err.map_or_else(
+            || RegistryError::Unavailable("no origin is known".into()),
+            origin_error,
+        ))
     }
 
-    /// The origin holding upload session `id` (`<origin index>.<origin's session id>`) and the
-    /// origin's own id.
+    /// The origin holding upload session `id` (`<hex of the origin's id>.<origin's session
+    /// id>`, so any proxy can continue any upload) and the origin's own session id.
     fn upload_origin<'a>(
         &self,
         id: &'a UploadId,
-    ) -> Result<(&OriginClient, &'a str), RegistryError> {
-        let (idx, inner) = id
+    ) -> Result<(OriginClient, &'a str), RegistryError> {
+        let (node, inner) = id
             .as_str()
             .split_once('.')
             .ok_or(RegistryError::BlobUploadUnknown)?;
-        let idx: usize = idx.parse().map_err(|_| RegistryError::BlobUploadUnknown)?;
+        let node_id = hex_decode(node).ok_or(RegistryError::BlobUploadUnknown)?;
         let origin = self
             .origins
-            .get(idx)
+            .by_id(&node_id)
             .ok_or(RegistryError::BlobUploadUnknown)?;
         Ok((origin, inner))
     }
@@ -71,23 +112,12 @@ impl ProxyStore {
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<(usize, u64)>, RegistryError> {
-        let mut last_err = None;
-        for (idx, origin) in self.origins_for(digest) {
-            match origin.stat(repo, digest).await {
-                Ok(Some(size)) => return Ok(Some((idx, size))),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(origin = origin.base_url(), %digest, "stat failed: {e}");
-                    last_err = Some(e);
-                }
-            }
-        }
-        match last_err {
-            // Every origin failed or said no, and at least one failed: we cannot tell.
-            Some(e) if self.origins.len() == 1 => Err(origin_error(e)),
-            _ => Ok(None),
-        }
+    ) -> Result<Option<(OriginClient, u64)>, RegistryError> {
+        self.first(digest, |c| {
+            let (repo, digest) = (repo.clone(), *digest);
+            async move { Ok(c.stat(&repo, &digest).await?.map(|size| (c, size))) }
+        })
+        .await
     }
 }
 
@@ -109,6 +139,26 @@ fn origin_error(e: OriginClientError) -> RegistryError {
     }
 }
 
+fn hex_encode(s: &str) -> String {
+    hex::encode(s)
+}
+
+fn hex_decode(s: &str) -> Option<String> {
+    String::from_utf8(hex::decode(s).ok()?).ok()
+}
+
+/// 16 random bytes, for spreading upload sessions over the origins.
+fn rand_bytes() -> [u8; 16] {
+    use std::hash::{BuildHasher, RandomState};
+    // RandomState is randomly keyed per instance: good enough to spread load, no extra crate.
+    let a = RandomState::new().hash_one(std::time::Instant::now());
+    let b = RandomState::new().hash_one(a);
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&a.to_le_bytes());
+    out[8..].copy_from_slice(&b.to_le_bytes());
+    out
+}
+
 #[async_trait]
 impl RegistryStore for ProxyStore {
     fn writable(&self) -> bool {
@@ -120,12 +170,7 @@ impl RegistryStore for ProxyStore {
         repo: &RepoName,
         tag: &Tag,
     ) -> Result<Option<Digest>, RegistryError> {
-        Ok(self
-            .build_index
-            .get_tag(repo, tag)
-            .await
-            .map_err(RegistryError::from)?
-            .map(|r| r.digest))
+        Ok(self.build_index.get_tag(repo, tag).await?.map(|r| r.digest))
     }
 
     async fn manifest(
@@ -134,27 +179,14 @@ impl RegistryStore for ProxyStore {
         digest: &Digest,
     ) -> Result<Option<Bytes>, RegistryError> {
         // Only manifests pushed to (and not deleted from) this repository.
-        if self
-            .build_index
-            .get_manifest(repo, digest)
-            .await
-            .map_err(RegistryError::from)?
-            .is_none()
-        {
+        if self.build_index.get_manifest(repo, digest).await?.is_none() {
             return Ok(None);
         }
-        let mut last_err = None;
-        for (_, origin) in self.origins_for(digest) {
-            match origin.get_bytes(repo, digest, MAX_MANIFEST_BYTES).await {
-                Ok(Some(bytes)) => return Ok(Some(bytes)),
-                Ok(None) => {}
-                Err(e) => last_err = Some(e),
-            }
-        }
-        match last_err {
-            Some(e) => Err(origin_error(e)),
-            None => Ok(None),
-        }
+        self.first(digest, |c| {
+            let (repo, digest) = (repo.clone(), *digest);
+            async move { c.get_bytes(&repo, &digest, MAX_MANIFEST_BYTES).await }
+        })
+        .await
     }
 
     async fn put_manifest(
@@ -166,21 +198,19 @@ impl RegistryStore for ProxyStore {
     ) -> Result<(), RegistryError> {
         let digest = record.descriptor.digest;
         let size = bytes.len() as u64;
-        let body: ByteStream = Box::pin(futures_util::stream::once(async move { Ok(bytes) }));
-        self.owner(&digest)
-            .put(repo, &digest, body, Some(size))
-            .await
-            .map_err(origin_error)?;
+        self.write(&digest, |c| {
+            let (repo, bytes) = (repo.clone(), bytes.clone());
+            async move {
+                let body: ByteStream =
+                    Box::pin(futures_util::stream::once(async move { Ok(bytes) }));
+                c.put(&repo, &digest, body, Some(size)).await
+            }
+        })
+        .await?;
         let record = shoal_build_index_api::ManifestRecord::from(record);
-        self.build_index
-            .put_manifest(repo, &record)
-            .await
-            .map_err(RegistryError::from)?;
+        self.build_index.put_manifest(repo, &record).await?;
         if let Some(tag) = tag {
-            self.build_index
-                .put_tag(repo, tag, &digest)
-                .await
-                .map_err(RegistryError::from)?;
+            self.build_index.put_tag(repo, tag, &digest).await?;
         }
         Ok(())
     }
@@ -190,17 +220,11 @@ impl RegistryStore for ProxyStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        self.build_index
-            .delete_manifest(repo, digest)
-            .await
-            .map_err(RegistryError::from)
+        Ok(self.build_index.delete_manifest(repo, digest).await?)
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, RegistryError> {
-        self.build_index
-            .delete_tag(repo, tag)
-            .await
-            .map_err(RegistryError::from)
+        Ok(self.build_index.delete_tag(repo, tag).await?)
     }
 
     async fn list_tags(
@@ -209,10 +233,7 @@ impl RegistryStore for ProxyStore {
         last: Option<&str>,
         n: Option<usize>,
     ) -> Result<Option<Vec<Tag>>, RegistryError> {
-        self.build_index
-            .list_tags(repo, last, n)
-            .await
-            .map_err(RegistryError::from)
+        Ok(self.build_index.list_tags(repo, last, n).await?)
     }
 
     async fn referrers(
@@ -220,14 +241,8 @@ impl RegistryStore for ProxyStore {
         repo: &RepoName,
         subject: &Digest,
     ) -> Result<Vec<ManifestRecord>, RegistryError> {
-        Ok(self
-            .build_index
-            .referrers(repo, subject)
-            .await
-            .map_err(RegistryError::from)?
-            .into_iter()
-            .map(Into::into)
-            .collect())
+        let records = self.build_index.referrers(repo, subject).await?;
+        Ok(records.into_iter().map(Into::into).collect())
     }
 
     async fn catalog(
@@ -235,10 +250,7 @@ impl RegistryStore for ProxyStore {
         last: Option<&str>,
         n: Option<usize>,
     ) -> Result<Vec<RepoName>, RegistryError> {
-        self.build_index
-            .catalog(last, n)
-            .await
-            .map_err(RegistryError::from)
+        Ok(self.build_index.catalog(last, n).await?)
     }
 
     async fn stat_blob(
@@ -254,10 +266,9 @@ impl RegistryStore for ProxyStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<OpenBlob>, RegistryError> {
-        let Some((idx, size)) = self.locate(repo, digest).await? else {
+        let Some((origin, size)) = self.locate(repo, digest).await? else {
             return Ok(None);
         };
-        let origin = self.origins[idx].clone();
         let (repo, digest) = (repo.clone(), *digest);
         let read = move |range: Range<u64>| -> ByteStream {
             Box::pin(
@@ -278,9 +289,12 @@ impl RegistryStore for ProxyStore {
     }
 
     async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, RegistryError> {
+        // From every origin that may hold a copy (owners and stand-ins alike).
         let mut any = false;
-        for (_, origin) in self.origins_for(digest) {
-            any |= origin.delete(repo, digest).await.map_err(origin_error)?;
+        for (node, origin) in self.origins.route(digest) {
+            let result = origin.delete(repo, digest).await;
+            self.origins.report(&node, &result);
+            any |= result.map_err(origin_error)?;
         }
         Ok(any)
     }
@@ -291,39 +305,36 @@ impl RegistryStore for ProxyStore {
         from: &RepoName,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        let Some((idx, size)) = self.locate(from, digest).await? else {
+        let Some((source, size)) = self.locate(from, digest).await? else {
             return Ok(false);
         };
         if self.locate(repo, digest).await?.is_some() {
             return Ok(true);
         }
         // Copy into the target repository's namespace (its storage may differ), streaming.
-        let source = &self.origins[idx];
         let Some((_, body)) = source.get(from, digest).await.map_err(origin_error)? else {
             return Ok(false);
         };
-        self.owner(digest)
-            .put(repo, digest, body, Some(size))
-            .await
-            .map_err(origin_error)?;
+        put_once(&self.origins, repo, digest, body, Some(size)).await?;
         Ok(true)
     }
 
     async fn start_upload(&self, repo: &RepoName) -> Result<UploadId, RegistryError> {
-        // The digest is unknown until the end: spread sessions over the origins at random and
-        // try the next one if an origin is down.
-        let first = usize::from(rand_byte()) % self.origins.len();
+        // The digest is unknown until the end: any healthy origin takes the session (and
+        // replicates the blob to its owners when it is committed). A random key spreads them.
+        let key = Digest::compute(Algorithm::Sha256, &rand_bytes());
         let mut last_err = None;
-        for i in 0..self.origins.len() {
-            let idx = (first + i) % self.origins.len();
-            match self.origins[idx].start_upload(repo).await {
-                Ok(inner) => return UploadId::parse(&format!("{idx}.{inner}")),
+        for (node, client) in self.origins.route(&key) {
+            let result = client.start_upload(repo).await;
+            self.origins.report(&node, &result);
+            match result {
+                Ok(inner) => return UploadId::parse(&format!("{}.{inner}", hex_encode(&node.id))),
                 Err(e @ OriginClientError::Unavailable { .. }) => last_err = Some(e),
                 Err(e) => return Err(origin_error(e)),
             }
         }
         Err(last_err.map_or_else(
-            || RegistryError::Unavailable("no origin".into()),
+            || RegistryError::Unavailable("no origin is known".into()),
             origin_error,
         ))
     }
@@ -384,18 +395,25 @@ impl RegistryStore for ProxyStore {
         digest: &Digest,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
-        self.owner(digest)
-            .put(repo, digest, body, None)
-            .await
-            .map_err(origin_error)
+        put_once(&self.origins, repo, digest, body, None).await
     }
 }
 
-/// A random byte, for spreading upload sessions.
-fn rand_byte() -> u8 {
-    use std::hash::{BuildHasher, RandomState};
-    // RandomState is randomly keyed per instance: good enough to spread load, no extra crate.
-    RandomState::new()
-        .hash_one(std::time::Instant::now())
-        .to_le_bytes()[0]
+/// Streams `body` to the first healthy owner of `digest`. A body can be sent only once: no
+/// failover after it started (the client retries the request).
+async fn put_once(
+    origins: &OriginPool,
+    repo: &RepoName,
+    digest: &Digest,
+    body: ByteStream,
+    size: Option<u64>,
+) -> Result<u64, RegistryError> {
+    let (node, origin): (Node, OriginClient) = origins
+        .route(digest)
+        .into_iter()
+        .next()
+        .ok_or_else(|| RegistryError::Unavailable("no origin is known".into()))?;
+    let result = origin.put(repo, digest, body, size).await;
+    origins.report(&node, &result);
+    result.map_err(origin_error)
 }

@@ -73,6 +73,21 @@ pub struct Descriptor {
     /// The platform of a child manifest in an index (kept as given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<serde_json::Value>,
+    /// Where a non-distributable ("foreign") layer can be fetched instead of this registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+}
+
+impl Descriptor {
+    /// Whether the content lives outside the registry: a non-distributable (OCI) or foreign
+    /// (Docker) layer with `urls`. Registries do not require such blobs to be pushed.
+    pub fn is_foreign(&self) -> bool {
+        let foreign_type = self
+            .media_type
+            .starts_with("application/vnd.oci.image.layer.nondistributable.")
+            || self.media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+        foreign_type && self.urls.as_ref().is_some_and(|u| !u.is_empty())
+    }
 }
 
 /// A parsed, validated manifest.
@@ -210,10 +225,16 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Blobs this manifest references (config then layers), without duplicates.
+    /// Blobs this manifest references (config then layers), without duplicates, leaving out
+    /// foreign layers ([`Descriptor::is_foreign`]) that live outside the registry.
     pub fn blobs(&self) -> Vec<Digest> {
         let mut out = Vec::new();
-        for d in self.config.iter().chain(&self.layers) {
+        for d in self
+            .config
+            .iter()
+            .chain(&self.layers)
+            .filter(|d| !d.is_foreign())
+        {
             if !out.contains(&d.digest) {
                 out.push(d.digest);
             }
@@ -300,6 +321,16 @@ mod tests {
         let err = Manifest::parse(Some(DOCKER_MANIFEST), image(Some(OCI_MANIFEST)).as_bytes())
             .unwrap_err();
         assert!(matches!(err, ManifestError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn foreign_layers_are_not_required_blobs() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{D1}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"{D2}","size":3,"urls":["https://example.com/layer"]}}]}}"#
+        );
+        let m = Manifest::parse(None, body.as_bytes()).unwrap();
+        assert_eq!(m.blobs(), vec![D1.parse::<Digest>().unwrap()]);
+        assert!(m.layers[0].is_foreign());
     }
 
     #[test]

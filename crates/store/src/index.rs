@@ -1,7 +1,8 @@
 //! The in-memory index of committed blobs: sizes, last access, pins.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::ops::Bound;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -23,7 +24,8 @@ struct Entry {
 
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    blobs: HashMap<Digest, Entry>,
+    /// Ordered by digest, so that listings can page through it.
+    blobs: BTreeMap<Digest, Entry>,
     pins: HashMap<Digest, u32>,
     bytes: u64,
     evictions: u64,
@@ -42,8 +44,8 @@ impl Index {
                 for shard2 in read_dir(&shard1.path())? {
                     for file in read_dir(&shard2.path())? {
                         let name = file.file_name().to_string_lossy().into_owned();
-                        if name.ends_with(".metainfo") {
-                            continue;
+                        if name.contains('.') {
+                            continue; // a sidecar (`.metainfo`, `.namespaces`)
                         }
                         let Ok(digest) = format!("{alg_name}:{name}").parse::<Digest>() else {
                             tracing::warn!(path = %file.path().display(), "ignoring stray file");
@@ -139,6 +141,20 @@ impl Index {
             }
             _ => false,
         }
+    }
+
+    /// Up to `limit` blobs with digests after `after`, in digest order.
+    pub(crate) fn page(&self, after: Option<&Digest>, limit: usize) -> Vec<(Digest, u64)> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.blobs
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(d, e)| (*d, e.size))
+            .collect()
+    }
+
+    pub(crate) fn is_pinned(&self, d: &Digest) -> bool {
+        self.pins.contains_key(d)
     }
 
     pub(crate) fn pin(&mut self, d: Digest) {

@@ -5,6 +5,7 @@
 //! ```text
 //! blobs/<alg>/<h0h1>/<h2h3>/<hex>            committed, verified blob content
 //! blobs/<alg>/<h0h1>/<h2h3>/<hex>.metainfo   its metainfo, when generated
+//! blobs/<alg>/<h0h1>/<h2h3>/<hex>.namespaces the namespaces it was stored under, one a line
 //! tmp/<random>                               blobs being written (never visible as blobs)
 //! partial/<alg>/<hex>[.status]               piece-wise downloads (see [`PartialBlob`])
 //! ```
@@ -23,6 +24,7 @@
 //! The store is **not** a network or backend client and knows nothing about HTTP.
 
 mod index;
+mod namespaces;
 mod partial;
 mod read;
 mod temp;
@@ -34,7 +36,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use shoal_core::{Digest, MetaInfo};
+use shoal_core::{Digest, MetaInfo, RepoName};
 
 use index::Index;
 pub use partial::{PartialBlob, PieceWrite};
@@ -287,10 +289,52 @@ impl BlobStore {
         self.evict_if_needed();
     }
 
-    /// Deletes a blob and its metainfo, pinned or not.
+    /// Whether the blob has a pin (see [`Self::pin`]).
+    pub fn is_pinned(&self, digest: &Digest) -> bool {
+        self.inner.index.lock().is_pinned(digest)
+    }
+
+    /// Deletes a blob and its sidecars, pinned or not.
     pub fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
         self.inner.index.lock().remove(digest);
         self.remove_files(digest)
+    }
+
+    /// Deletes a blob and its sidecars unless it is pinned (e.g. awaiting write-back); returns
+    /// whether it was deleted. The check and the removal happen under the index lock, so a
+    /// writer that pins a blob before publishing it (as uploads do) never loses its copy to a
+    /// concurrent `delete_unpinned`.
+    pub fn delete_unpinned(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let mut index = self.inner.index.lock();
+        if index.is_pinned(digest) || !index.contains(digest) {
+            return Ok(false);
+        }
+        index.remove(digest);
+        self.remove_files(digest)?;
+        Ok(true)
+    }
+
+    /// Up to `limit` stored blobs `(digest, size)` whose digests sort after `after`, in digest
+    /// order: page through the store by passing the last digest of a page as the next `after`.
+    /// Each page is a snapshot; blobs added or removed between pages may be missed or seen.
+    pub fn list(&self, after: Option<&Digest>, limit: usize) -> Vec<(Digest, u64)> {
+        self.inner.index.lock().page(after, limit)
+    }
+
+    /// Records, durably and idempotently, that the blob was stored under `namespace`. Returns
+    /// whether the namespace is new for it; [`StoreError::NotFound`] if the blob is not stored.
+    /// The record is deleted with the blob.
+    pub fn add_namespace(&self, digest: &Digest, namespace: &RepoName) -> Result<bool, StoreError> {
+        if !self.inner.index.lock().contains(digest) {
+            return Err(StoreError::NotFound(*digest));
+        }
+        namespaces::add(&namespaces_path(&self.blob_path(digest)), namespace)
+    }
+
+    /// The namespaces recorded for a blob, in the order they were first recorded (empty if none
+    /// were, or the blob is not stored).
+    pub fn namespaces(&self, digest: &Digest) -> Result<Vec<RepoName>, StoreError> {
+        namespaces::read(&namespaces_path(&self.blob_path(digest)))
     }
 
     /// Stores a blob's metainfo next to it (atomically).
@@ -360,7 +404,8 @@ impl BlobStore {
 
     fn remove_files(&self, digest: &Digest) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
-        for p in [metainfo_path(&path), path] {
+        // The blob first: a crash part-way leaves orphaned sidecars, never a blob without them.
+        for p in [path.clone(), metainfo_path(&path), namespaces_path(&path)] {
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -416,7 +461,11 @@ fn metainfo_path(blob: &Path) -> PathBuf {
     blob.with_extension("metainfo")
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+fn namespaces_path(blob: &Path) -> PathBuf {
+    blob.with_extension("namespaces")
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("syncing directory"))

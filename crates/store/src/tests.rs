@@ -226,3 +226,78 @@ fn parallel_hashing_and_background_flush_give_the_same_digest() {
         Err(StoreError::DigestMismatch(_))
     ));
 }
+
+#[test]
+fn namespaces_are_recorded_survive_reopen_and_go_with_the_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path(), StoreConfig::default()).unwrap();
+    let d = put(&store, b"shared layer");
+    let a: RepoName = "team/a".parse().unwrap();
+    let b: RepoName = "b".parse().unwrap();
+    assert!(store.namespaces(&d).unwrap().is_empty());
+    assert!(store.add_namespace(&d, &a).unwrap());
+    assert!(store.add_namespace(&d, &b).unwrap());
+    assert!(!store.add_namespace(&d, &a).unwrap(), "idempotent");
+    let missing = Digest::compute(Algorithm::Sha256, b"missing");
+    assert!(matches!(
+        store.add_namespace(&missing, &a),
+        Err(StoreError::NotFound(_))
+    ));
+    drop(store);
+    let store = BlobStore::open(dir.path(), StoreConfig::default()).unwrap();
+    assert_eq!(
+        store.stats().blobs,
+        1,
+        "the sidecar is not indexed as a blob"
+    );
+    assert_eq!(store.namespaces(&d).unwrap(), [a.clone(), b]);
+    store.delete(&d).unwrap();
+    assert!(store.namespaces(&d).unwrap().is_empty());
+    // A blob stored again starts over.
+    let d = put(&store, b"shared layer");
+    assert!(store.namespaces(&d).unwrap().is_empty());
+    assert!(store.add_namespace(&d, &a).unwrap());
+}
+
+#[test]
+fn list_pages_in_digest_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path(), StoreConfig::default()).unwrap();
+    let mut all: Vec<(Digest, u64)> = (0..25u8)
+        .map(|i| {
+            let data = vec![i; usize::from(i) + 1];
+            (put(&store, &data), u64::from(i) + 1)
+        })
+        .collect();
+    all.sort();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list(after.as_ref(), 10);
+        assert!(page.len() <= 10);
+        let Some(last) = page.last() else { break };
+        after = Some(last.0);
+        seen.extend(page);
+    }
+    assert_eq!(seen, all);
+    assert!(store.list(None, 0).is_empty());
+}
+
+#[test]
+fn delete_unpinned_spares_pinned_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path(), StoreConfig::default()).unwrap();
+    let d = put(&store, b"pinned");
+    store.pin(&d);
+    assert!(store.is_pinned(&d));
+    assert!(!store.delete_unpinned(&d).unwrap());
+    assert_eq!(store.stat(&d), Some(6));
+    store.unpin(&d);
+    assert!(!store.is_pinned(&d));
+    assert!(store.delete_unpinned(&d).unwrap());
+    assert_eq!(store.stat(&d), None);
+    assert!(!store.delete_unpinned(&d).unwrap(), "already gone");
+    drop(store);
+    let store = BlobStore::open(dir.path(), StoreConfig::default()).unwrap();
+    assert_eq!(store.stats().blobs, 0, "its file is gone too");
+}

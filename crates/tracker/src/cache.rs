@@ -14,9 +14,11 @@ pub(crate) struct Entry {
     pub(crate) metainfo: Bytes,
     /// Its info hash ([`shoal_core::MetaInfo::info_hash`]).
     pub(crate) info_hash: InfoHash,
-    /// The origin that served it, when that origin seeds over the peer protocol. Handed out
-    /// with every announce for `info_hash` for as long as the entry stays cached.
-    pub(crate) origin_peer: Option<PeerEntry>,
+    /// The origins that serve it and seed over the peer protocol: the one that answered the
+    /// lookup, then the blob's other owners as they confirm. Handed out with every announce
+    /// for `info_hash` for as long as the entry stays cached, so losing one origin mid-transfer
+    /// leaves the swarm others.
+    pub(crate) origin_peers: Vec<PeerEntry>,
 }
 
 /// A least-recently-used map of digest → [`Entry`] with a fixed entry capacity.
@@ -61,13 +63,26 @@ impl MetaCache {
         Some(entry.metainfo.clone())
     }
 
-    /// The origin peer learned with the metainfo of torrent `info_hash`, if that metainfo is
-    /// cached and its origin seeds. Does not change the entry's recency: announces keep no
-    /// metainfo alive, only metainfo lookups do.
-    pub(crate) fn origin_peer(&self, info_hash: &InfoHash) -> Option<PeerEntry> {
-        let digest = self.by_info_hash.get(info_hash)?;
-        let (entry, _) = self.entries.get(digest)?;
-        entry.origin_peer.clone()
+    /// The origin peers learned with the metainfo of torrent `info_hash` (empty if that
+    /// metainfo is not cached or no origin of it seeds). Does not change the entry's recency:
+    /// announces keep no metainfo alive, only metainfo lookups do.
+    pub(crate) fn origin_peers(&self, info_hash: &InfoHash) -> Vec<PeerEntry> {
+        self.by_info_hash
+            .get(info_hash)
+            .and_then(|digest| self.entries.get(digest))
+            .map(|(entry, _)| entry.origin_peers.clone())
+            .unwrap_or_default()
+    }
+
+    /// Adds another seeding origin of `key`'s cached metainfo, if that metainfo has the same
+    /// info hash (an origin that cut the blob differently seeds another torrent).
+    pub(crate) fn add_origin_peer(&mut self, key: &Digest, info_hash: InfoHash, peer: PeerEntry) {
+        if let Some((entry, _)) = self.entries.get_mut(key)
+            && entry.info_hash == info_hash
+            && entry.origin_peers.iter().all(|p| p.peer_id != peer.peer_id)
+        {
+            entry.origin_peers.push(peer);
+        }
     }
 
     /// Caches `entry` under `key` (replacing any entry of that digest), evicting the least
@@ -123,7 +138,7 @@ mod tests {
         Entry {
             metainfo: Bytes::from(vec![n]),
             info_hash: h(n),
-            origin_peer: seeds.then(|| origin(n)),
+            origin_peers: seeds.then(|| origin(n)).into_iter().collect(),
         }
     }
 
@@ -155,16 +170,16 @@ mod tests {
         let mut lru = MetaCache::new(2);
         lru.insert(d(1), entry(1, true));
         lru.insert(d(2), entry(2, false));
-        assert_eq!(lru.origin_peer(&h(1)), Some(origin(1)));
-        assert_eq!(lru.origin_peer(&h(2)), None, "origin 2 does not seed");
-        assert_eq!(lru.origin_peer(&h(9)), None, "unknown torrent");
+        assert_eq!(lru.origin_peers(&h(1)), [origin(1)]);
+        assert_eq!(lru.origin_peers(&h(2)), [], "origin 2 does not seed");
+        assert_eq!(lru.origin_peers(&h(9)), [], "unknown torrent");
 
         // Asking for the origin peer does not keep entry 1 alive; a lookup of 2 makes 1 the
         // least recently used, so inserting 3 evicts it with its origin peer.
         assert!(lru.get(&d(2)).is_some());
         lru.insert(d(3), entry(3, true));
-        assert_eq!(lru.origin_peer(&h(1)), None);
-        assert_eq!(lru.origin_peer(&h(3)), Some(origin(3)));
+        assert_eq!(lru.origin_peers(&h(1)), []);
+        assert_eq!(lru.origin_peers(&h(3)), [origin(3)]);
         assert_eq!(lru.by_info_hash.len(), 2);
 
         // Replacing a digest's metainfo with one of another info hash re-indexes it.
@@ -175,8 +190,19 @@ mod tests {
                 ..entry(3, true)
             },
         );
-        assert_eq!(lru.origin_peer(&h(3)), None);
-        assert_eq!(lru.origin_peer(&h(4)), Some(origin(3)));
+        assert_eq!(lru.origin_peers(&h(3)), []);
+        assert_eq!(lru.origin_peers(&h(4)), [origin(3)]);
         assert_eq!(lru.by_info_hash.len(), 2);
+    }
+
+    #[test]
+    fn other_owners_join_the_entry_once_and_only_for_the_same_torrent() {
+        let mut lru = MetaCache::new(2);
+        lru.insert(d(1), entry(1, true));
+        lru.add_origin_peer(&d(1), h(1), origin(2));
+        lru.add_origin_peer(&d(1), h(1), origin(2));
+        lru.add_origin_peer(&d(1), h(9), origin(3));
+        lru.add_origin_peer(&d(7), h(1), origin(4));
+        assert_eq!(lru.origin_peers(&h(1)), [origin(1), origin(2)]);
     }
 }

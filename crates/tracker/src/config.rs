@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use shoal_cluster::ClusterConfig;
 use shoal_runtime::telemetry::LogConfig;
 
 /// Everything a tracker needs to run. Every field has a default, so an empty file (or no file)
@@ -15,9 +16,12 @@ pub struct TrackerConfig {
     /// Address of the gRPC API and of `/health`, `/readiness` and `/metrics` (one port, HTTP/1
     /// and HTTP/2). Default `0.0.0.0:7200`; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Origin base URLs such as `http://127.0.0.1:7100`. Metainfo lookups try them in order
-    /// and fail over to the next on an error or a 404. Default: none.
-    pub origins: Vec<String>,
+    /// The origins' ring: a list of members (`"10.0.0.1:7100"`, base URLs work too) or a
+    /// table (`[origins]` with `members`, `dns`, `replicas`, `health`). Metainfo lookups try
+    /// the blob's owners first (healthy ones first) and fail over to the next origin on an
+    /// error or a 404. Default: none.
+    #[serde(deserialize_with = "ClusterConfig::list_or_table")]
+    pub origins: ClusterConfig,
     /// How often peers are asked to announce. Default `3s`.
     #[serde(with = "humantime_serde")]
     pub announce_interval: Duration,
@@ -43,7 +47,7 @@ impl Default for TrackerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 7200)),
-            origins: Vec::new(),
+            origins: ClusterConfig::default(),
             announce_interval: Duration::from_secs(3),
             peer_ttl: None,
             max_peers: 50,
@@ -61,7 +65,7 @@ impl TrackerConfig {
         self.peer_ttl.unwrap_or(self.announce_interval * 3)
     }
 
-    /// Checks the settings that have no meaningful value at zero, and the origin URLs.
+    /// Checks the settings that have no meaningful value at zero, and the origins' ring.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.announce_interval.is_zero() {
             return Err("announce_interval must be positive".into());
@@ -72,12 +76,10 @@ impl TrackerConfig {
         if self.metainfo_cache_size == 0 {
             return Err("metainfo_cache_size must be at least 1".into());
         }
-        for origin in &self.origins {
-            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
-                && reqwest::Url::parse(origin).is_ok();
-            if !ok {
-                return Err(format!("origin {origin:?} is not an http(s) URL"));
-            }
+        if self.origins.is_configured() {
+            self.origins
+                .validate()
+                .map_err(|e| format!("origins: {e}"))?;
         }
         Ok(())
     }
@@ -95,7 +97,7 @@ mod tests {
         assert_eq!(c.effective_peer_ttl(), Duration::from_secs(9));
         assert_eq!(c.max_peers, 50);
         assert_eq!(c.metainfo_cache_size, 10_000);
-        assert!(c.origins.is_empty());
+        assert!(!c.origins.is_configured());
         c.validate().unwrap();
         let err = shoal_runtime::config::parse::<TrackerConfig>("max_peer = 5\n")
             .unwrap_err()
@@ -107,7 +109,7 @@ mod tests {
     fn shipped_example_config_parses() {
         let text = include_str!("../../../deploy/config/tracker.toml");
         let c: TrackerConfig = shoal_runtime::config::parse(text).unwrap();
-        assert_eq!(c.origins.len(), 2);
+        assert_eq!(c.origins.members.len(), 2);
         assert_eq!(c.effective_peer_ttl(), Duration::from_secs(9));
         c.validate().unwrap();
     }
@@ -130,7 +132,7 @@ filter = "debug"
 "#,
         )
         .unwrap();
-        assert_eq!(c.origins.len(), 2);
+        assert_eq!(c.origins.members.len(), 2);
         assert_eq!(c.effective_peer_ttl(), Duration::from_secs(5));
         assert_eq!(c.origin_timeout, Duration::from_secs(2));
         c.validate().unwrap();
@@ -152,7 +154,7 @@ filter = "debug"
                 ..TrackerConfig::default()
             },
             TrackerConfig {
-                origins: vec!["10.0.0.1:7100".into()],
+                origins: ClusterConfig::with_members(["https://10.0.0.1:7100"]),
                 ..TrackerConfig::default()
             },
         ];

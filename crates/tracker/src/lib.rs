@@ -29,7 +29,8 @@
 //! [`proto`].
 //!
 //! This crate is **not** a peer and never touches blob data; it does not persist its tables,
-//! and it does not yet place blobs on origins with a hash ring (it tries `origins` in order).
+//! Metainfo lookups route by the origins' ring (`shoal-cluster`): the blob's owners first,
+//! healthy ones first, failing over on errors and 404s.
 
 mod cache;
 pub mod config;
@@ -43,6 +44,7 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use shoal_cluster::Cluster;
 use shoal_runtime::admin::{self, Readiness};
 use shoal_runtime::metrics::Metrics;
 use tokio::net::TcpListener;
@@ -77,6 +79,8 @@ pub struct Tracker {
     expired: Counter,
     metrics: Metrics,
     readiness: Readiness,
+    /// Stops the origins' ring tasks (membership, health checks) when the tracker stops.
+    ring_token: CancellationToken,
 }
 
 impl Tracker {
@@ -84,6 +88,7 @@ impl Tracker {
     /// 0 picks a free port). Spawns nothing.
     pub async fn bind(config: TrackerConfig) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let ring_token = CancellationToken::new();
         let metrics = Metrics::new("shoal_tracker");
         let announce_metrics = service::AnnounceMetrics {
             announces: metrics.register("announces", "Announces accepted", Counter::default()),
@@ -136,7 +141,8 @@ impl Tracker {
         let service = Arc::new(service::TrackerService {
             peers: Arc::default(),
             metainfo: metainfo::MetaInfoSource::new(
-                config.origins.clone(),
+                Cluster::start_or_empty(config.origins.clone(), ring_token.clone())
+                    .map_err(|e| StartError::Config(format!("origins: {e}")))?,
                 config.origin_timeout,
                 config.metainfo_cache_size,
                 lookup_metrics,
@@ -163,6 +169,7 @@ impl Tracker {
             expired,
             metrics,
             readiness: Readiness::default(),
+            ring_token,
         })
     }
 
@@ -195,6 +202,7 @@ impl Tracker {
         .await;
         self.readiness.set(false);
         shutdown.cancel();
+        self.ring_token.cancel();
         if let Err(e) = sweeper.await {
             tracing::error!("sweeper task failed: {e}");
         }

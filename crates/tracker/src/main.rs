@@ -18,7 +18,8 @@ struct Args {
     /// Listen address for gRPC, /health and /metrics (overrides `listen`).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Origin base URL such as http://10.0.0.1:7100; repeat for several (replaces `origins`).
+    /// Origin `host:port` or base URL such as http://10.0.0.1:7100; repeat for several
+    /// (replaces `origins.members`).
     #[arg(long = "origin")]
     origins: Vec<String>,
 }
@@ -33,7 +34,10 @@ fn main() -> ExitCode {
         config.listen = listen;
     }
     if !args.origins.is_empty() {
-        config.origins = args.origins;
+        config.origins = shoal_cluster::ClusterConfig {
+            members: shoal_cluster::ClusterConfig::with_members(args.origins).members,
+            ..config.origins
+        };
     }
     telemetry::init(&config.log);
     shutdown::run_until_signal(config.shutdown_grace, |token| async move {

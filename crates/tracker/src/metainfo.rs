@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use shoal_cluster::Cluster;
 use shoal_core::{Digest, InfoHash, MetaInfo, PeerId, RepoName};
 use shoal_engine::handout::PeerEntry;
 
@@ -48,10 +49,10 @@ pub(crate) struct LookupMetrics {
     pub(crate) origin_failures: Counter,
 }
 
-/// Finds metainfo: cache first, then the origins in order.
+/// Finds metainfo: cache first, then the origins in the ring's order for the digest.
 #[derive(Debug)]
 pub(crate) struct MetaInfoSource {
-    origins: Arc<[String]>,
+    origins: Cluster,
     http: reqwest::Client,
     cache: Arc<Mutex<MetaCache>>,
     /// Keyed by namespace too: the origin resolves a blob through its namespace, so a lookup
@@ -62,7 +63,7 @@ pub(crate) struct MetaInfoSource {
 
 impl MetaInfoSource {
     pub(crate) fn new(
-        origins: Vec<String>,
+        origins: Cluster,
         timeout: Duration,
         cache_size: usize,
         metrics: LookupMetrics,
@@ -71,10 +72,6 @@ impl MetaInfoSource {
             .connect_timeout(timeout)
             .timeout(timeout)
             .build()?;
-        let origins = origins
-            .into_iter()
-            .map(|o| o.trim_end_matches('/').to_owned())
-            .collect();
         Ok(Self {
             origins,
             http,
@@ -89,10 +86,10 @@ impl MetaInfoSource {
         self.cache.lock().len()
     }
 
-    /// The origin that seeds torrent `info_hash`, learned when its metainfo was fetched; `None`
-    /// if that metainfo is not cached (never fetched, or evicted) or its origin does not seed.
-    pub(crate) fn origin_peer(&self, info_hash: &InfoHash) -> Option<PeerEntry> {
-        self.cache.lock().origin_peer(info_hash)
+    /// The origins that seed torrent `info_hash`, learned when its metainfo was fetched; empty
+    /// if that metainfo is not cached (never fetched, or evicted) or no origin of it seeds.
+    pub(crate) fn origin_peers(&self, info_hash: &InfoHash) -> Vec<PeerEntry> {
+        self.cache.lock().origin_peers(info_hash)
     }
 
     /// The encoded metainfo of `digest`, fetched via `ns` on a cache miss. Concurrent misses
@@ -105,7 +102,7 @@ impl MetaInfoSource {
         }
         self.metrics.cache_misses.inc();
         let fetch = Fetch {
-            origins: Arc::clone(&self.origins),
+            origins: self.origins.clone(),
             http: self.http.clone(),
             cache: Arc::clone(&self.cache),
             metrics: self.metrics.clone(),
@@ -124,8 +121,9 @@ impl MetaInfoSource {
 }
 
 /// One fetch of one digest, owning what it needs so it can run on its own task.
+#[derive(Clone)]
 struct Fetch {
-    origins: Arc<[String]>,
+    origins: Cluster,
     http: reqwest::Client,
     cache: Arc<Mutex<MetaCache>>,
     metrics: LookupMetrics,
@@ -139,18 +137,29 @@ impl Fetch {
         if let Some(hit) = self.cache.lock().get(&self.digest) {
             return Ok(hit);
         }
-        if self.origins.is_empty() {
+        let route = self.origins.route(self.digest.raw());
+        if route.is_empty() {
             return Err(LookupError::Unavailable("no origins configured".into()));
         }
         let mut last_error = None;
-        for origin in self.origins.iter() {
+        for node in route {
+            let origin = node.base_url.as_str();
             self.metrics.origin_requests.inc();
-            match self.ask_origin(origin).await {
+            let answer = self.ask_origin(origin).await;
+            match &answer {
+                Err(_) => self.origins.report_failure(&node),
+                Ok(_) => self.origins.report_success(&node),
+            }
+            match answer {
                 Ok(Some(entry)) => {
                     let bytes = entry.metainfo.clone();
+                    let info_hash = entry.info_hash;
                     // Cached before the flight ends, so no later caller refetches, and before
                     // the caller can announce, so the origin peer is handed out at once.
                     self.cache.lock().insert(self.digest, entry);
+                    // The blob's other owners seed it too: learn them in the background, so
+                    // the swarm keeps an origin if this one goes away mid-transfer.
+                    tokio::spawn(self.clone().learn_other_owners(node.id.clone(), info_hash));
                     return Ok(bytes);
                 }
                 Ok(None) => {
@@ -167,6 +176,37 @@ impl Fetch {
             None => LookupError::NotFound(self.digest),
             Some(e) => LookupError::Unavailable(e),
         })
+    }
+
+    /// Asks the blob's other owners (healthy ones) for the metainfo and records those that seed
+    /// the same torrent as further origin peers.
+    async fn learn_other_owners(self, answered: String, info_hash: InfoHash) {
+        let others: Vec<_> = self
+            .origins
+            .healthy_owners(self.digest.raw())
+            .into_iter()
+            .filter(|n| n.id != answered)
+            .collect();
+        for node in others {
+            self.metrics.origin_requests.inc();
+            match self.ask_origin(&node.base_url).await {
+                Ok(Some(Entry {
+                    info_hash: theirs,
+                    origin_peers,
+                    ..
+                })) if theirs == info_hash => {
+                    let mut cache = self.cache.lock();
+                    for peer in origin_peers {
+                        cache.add_origin_peer(&self.digest, info_hash, peer);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.metrics.origin_failures.inc();
+                    tracing::debug!(origin = %node.id, digest = %self.digest, error = %e, "other owner did not confirm");
+                }
+            }
+        }
     }
 
     /// `Ok(None)` on a 404; `Err` describes any other failure.
@@ -237,7 +277,7 @@ impl Fetch {
         Ok(Some(Entry {
             metainfo: body,
             info_hash: meta.info_hash(),
-            origin_peer,
+            origin_peers: origin_peer.into_iter().collect(),
         }))
     }
 }

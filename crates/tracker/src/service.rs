@@ -58,12 +58,12 @@ impl tracker_server::Tracker for TrackerService {
             }));
         }
         // Looked up before the peer tables are touched: never two locks at once.
-        let origin = self.metainfo.origin_peer(&parsed.torrent);
+        let origins = self.metainfo.origin_peers(&parsed.torrent);
         let now = tokio::time::Instant::now();
         let chosen = self.peers.announce(
             parsed.torrent,
             parsed.entry,
-            origin.as_slice(),
+            &origins,
             now + self.ttl,
             now,
             self.max_peers,

@@ -81,7 +81,7 @@ async fn announce(c: &mut Client, hash: InfoHash, peer: u8) -> AnnounceResponse 
 
 async fn tracker_for(origin: &Running) -> Running {
     start_tracker(TrackerConfig {
-        origins: vec![origin.base()],
+        origins: shoal_cluster::ClusterConfig::with_members([origin.base()]),
         ..tracker_config()
     })
     .await
@@ -137,7 +137,7 @@ async fn a_seeding_origin_is_handed_out_with_its_torrent() {
     )
     .await;
     let tracker = start_tracker(TrackerConfig {
-        origins: vec![origin.base()],
+        origins: shoal_cluster::ClusterConfig::with_members([origin.base()]),
         max_peers: 1,
         ..tracker_config()
     })

@@ -277,6 +277,7 @@ fn derive_record(digest: Digest, size: usize, manifest: &Manifest) -> ManifestRe
             artifact_type: manifest.artifact_type.clone(),
             annotations: manifest.annotations.clone(),
             platform: None,
+            urls: None,
         },
         subject: manifest.subject.as_ref().map(|s| s.digest),
     }

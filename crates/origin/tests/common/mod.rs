@@ -50,6 +50,20 @@ impl TestOrigin {
         )
     }
 
+    /// An origin that is a member of `cluster` (its id: its bound address).
+    pub async fn start_in(config: OriginConfig, cluster: shoal_cluster::Cluster) -> Self {
+        let data_dir = config.data_dir.clone();
+        Self::launch(
+            Origin::bind_with_cluster(config, cluster).await.unwrap(),
+            data_dir,
+        )
+    }
+
+    /// `host:port`, the origin's member id when it has no `cluster_id`.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
     fn launch(origin: Origin, data_dir: PathBuf) -> Self {
         let base = format!("http://{}", origin.local_addr());
         let token = CancellationToken::new();

@@ -28,7 +28,13 @@ pub(super) async fn get<S: RegistryStore>(
     head: bool,
 ) -> ApiResult {
     let repo = parse_repo(name)?;
-    let digest = match parse_reference(reference)? {
+    // A reference that is not a valid tag names no manifest: 404, as the spec's and the
+    // official suite's pulls of `.INVALID_MANIFEST_NAME` expect (pushes answer TAG_INVALID).
+    let reference = match parse_reference(reference) {
+        Err(RegistryError::TagInvalid(_)) => return Err(RegistryError::ManifestUnknown.into()),
+        other => other?,
+    };
+    let digest = match reference {
         Reference::Digest(d) => d,
         Reference::Tag(tag) => store
             .resolve_tag(&repo, &tag)
@@ -77,10 +83,15 @@ pub(super) async fn put<S: RegistryStore>(
         .content_length()
         .is_some_and(|len| len > MAX_MANIFEST_BYTES as u64)
     {
+        drain(body.into_data_stream()).await;
         return Err(too_large());
     }
-    let Some(bytes) = read_limited(body).await? else {
-        return Err(too_large());
+    let bytes = match read_limited(body).await? {
+        Ok(bytes) => bytes,
+        Err(rest) => {
+            drain(rest).await;
+            return Err(too_large());
+        }
     };
     let (digest, tag) = match reference {
         Reference::Digest(expected) => {
@@ -113,6 +124,7 @@ pub(super) async fn put<S: RegistryStore>(
             artifact_type: manifest.artifact_type,
             annotations: manifest.annotations,
             platform: None,
+            urls: None,
         },
         subject,
     };
@@ -188,8 +200,12 @@ fn too_large() -> ApiError {
     }
 }
 
-/// Reads a manifest body whole, refusing more than [`MAX_MANIFEST_BYTES`] (`Ok(None)`).
-async fn read_limited(body: Body) -> Result<Option<Bytes>, RegistryError> {
+/// The unread rest of a request body.
+type BodyRest = axum::body::BodyDataStream;
+
+/// Reads a manifest body whole; more than [`MAX_MANIFEST_BYTES`] gives back the unread rest
+/// (`Ok(Err(rest))`) so that it can be drained.
+async fn read_limited(body: Body) -> Result<Result<Bytes, BodyRest>, RegistryError> {
     let mut stream = body.into_data_stream();
     let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next().await {
@@ -197,9 +213,24 @@ async fn read_limited(body: Body) -> Result<Option<Bytes>, RegistryError> {
             RegistryError::ManifestInvalid(format!("reading the request body: {e}"))
         })?;
         if buf.len() + chunk.len() > MAX_MANIFEST_BYTES {
-            return Ok(None);
+            return Ok(Err(stream));
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok(Some(buf.freeze()))
+    Ok(Ok(buf.freeze()))
+}
+
+/// Most bytes of an oversized body read (and dropped) before answering 413, so that the client
+/// gets to read the answer instead of a connection reset. Beyond this the connection closes.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads and drops up to [`DRAIN_LIMIT`] more bytes of a refused body.
+async fn drain(mut rest: BodyRest) {
+    let mut seen = 0;
+    while let Some(Ok(chunk)) = rest.next().await {
+        seen += chunk.len();
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
 }

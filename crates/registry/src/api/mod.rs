@@ -69,6 +69,12 @@ impl IntoResponse for ApiError {
         let mut resp = self.error.into_response();
         if let Some(status) = self.status {
             *resp.status_mut() = status;
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                // The rest of the body may be unread: say the connection ends here, so a client
+                // does not send its next request into it (RFC 9112 §9.6).
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
         }
         resp
     }

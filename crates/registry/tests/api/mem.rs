@@ -87,6 +87,7 @@ impl MemStore {
                 artifact_type: None,
                 annotations: None,
                 platform: None,
+                urls: None,
             },
             subject: None,
         };

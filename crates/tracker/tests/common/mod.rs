@@ -154,7 +154,9 @@ impl Proxy {
         let (gate, gate_rx) = watch::channel(open);
         let http = reqwest::Client::new();
         let state = (Arc::clone(&hits), gate_rx, http, upstream);
+        // The tracker health-checks its origins: answered here, not counted as a metainfo hit.
         let app = axum::Router::new()
+            .route("/health", axum::routing::get(|| async { "ok" }))
             .fallback(
                 |axum::extract::State((hits, mut gate, http, upstream)): axum::extract::State<
                     (
