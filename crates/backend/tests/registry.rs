@@ -18,6 +18,7 @@ use bytes::Bytes;
 use conformance::{collect, ns};
 use shoal_backend::{Backend, BackendError, ObjectKey, RegistryBackend, RegistryConfig};
 use shoal_core::{Algorithm, Digest};
+use shoal_testkit::ReferenceRegistry;
 
 const TOKEN: &str = "secret-token";
 
@@ -41,42 +42,6 @@ async fn token(
         query.get("scope").cloned().unwrap_or_default()
     ));
     axum::Json(serde_json::json!({ "token": TOKEN, "expires_in": 300 })).into_response()
-}
-
-fn serve_range(blob: &Bytes, headers: &HeaderMap, head: bool) -> Response {
-    let size = blob.len() as u64;
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes="))
-        .and_then(|v| v.split_once('-'))
-        .map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()));
-    let (status, start, end) = match range {
-        None => (StatusCode::OK, 0, size),
-        Some((a, _)) if a >= size => {
-            return (
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
-            )
-                .into_response();
-        }
-        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, (b + 1).min(size)),
-    };
-    let mut builder = Response::builder()
-        .status(status)
-        .header(header::CONTENT_LENGTH, end - start);
-    if status == StatusCode::PARTIAL_CONTENT {
-        builder = builder.header(
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{size}", end - 1),
-        );
-    }
-    let body = if head {
-        axum::body::Body::empty()
-    } else {
-        axum::body::Body::from(blob.slice(start as usize..end as usize))
-    };
-    builder.body(body).unwrap()
 }
 
 async fn v2(
@@ -110,7 +75,7 @@ async fn v2(
         return StatusCode::NOT_FOUND.into_response();
     }
     if method == Method::HEAD {
-        return serve_range(&reg.blob, &headers, true);
+        return conformance::serve::range(&reg.blob, &headers, true);
     }
     // Blobs are served elsewhere, like a CDN.
     (
@@ -128,7 +93,7 @@ async fn cdn(
     if digest != reg.digest.to_string() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    serve_range(&reg.blob, &headers, false)
+    conformance::serve::range(&reg.blob, &headers, false)
 }
 
 async fn start_registry() -> Arc<Registry> {
@@ -186,14 +151,7 @@ async fn pulls_blobs_with_a_cached_bearer_token() {
         }
     }
     let missing = ObjectKey::for_blob(&Digest::compute(Algorithm::Sha256, b"missing"));
-    assert!(matches!(
-        backend.stat(&ns(), &missing).await,
-        Err(BackendError::NotFound)
-    ));
-    assert!(matches!(
-        backend.get(&ns(), &missing, None).await,
-        Err(BackendError::NotFound)
-    ));
+    conformance::assert_not_found(&backend, &missing).await;
 
     // One token for all of that, requested for the mapped repository, and only the very first
     // request went out without it.
@@ -210,19 +168,7 @@ async fn is_read_only_and_blob_only() {
     let reg = start_registry().await;
     let backend = backend(&reg.base, "mirror/");
     let k = ObjectKey::for_blob(&reg.digest);
-    let put = backend
-        .put(
-            &ns(),
-            &k,
-            1,
-            conformance::body(&Bytes::from_static(b"x"), 1),
-        )
-        .await;
-    assert!(matches!(put, Err(BackendError::ReadOnly)));
-    assert!(matches!(
-        backend.delete(&ns(), &k).await,
-        Err(BackendError::ReadOnly)
-    ));
+    conformance::assert_read_only(&backend, &k).await;
     let other = ObjectKey::new("tags/latest").unwrap();
     assert!(matches!(
         backend.stat(&ns(), &other).await,
@@ -245,87 +191,11 @@ async fn is_read_only_and_blob_only() {
 
 #[tokio::test]
 async fn unreachable_registry_is_transient() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = shoal_testkit::free_port();
     let backend = backend(&format!("http://127.0.0.1:{port}"), "");
     let k = ObjectKey::for_blob(&Digest::compute(Algorithm::Sha256, b"x"));
     let err = backend.stat(&ns(), &k).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
-}
-
-/// Kills the reference registry when the test ends.
-struct RegistryProcess {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RegistryProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts Debian's `docker-registry` (the CNCF distribution reference registry) on a free port,
-/// storing into a temp dir, and waits until `/v2/` answers. `None` if skipped.
-async fn start_reference_registry() -> Option<(RegistryProcess, String)> {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:0\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = match std::process::Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .env("REGISTRY_HTTP_ADDR", &addr)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) if std::env::var_os("SHOAL_SKIP_REGISTRY").is_some_and(|v| v == "1") => {
-            eprintln!("skipping: cannot run docker-registry ({e}) and SHOAL_SKIP_REGISTRY=1");
-            return None;
-        }
-        Err(e) => panic!(
-            "cannot run docker-registry ({e}): install it with `apt-get install docker-registry` \
-             or set SHOAL_SKIP_REGISTRY=1 to skip this test"
-        ),
-    };
-    let mut process = RegistryProcess { child, _dir: dir };
-    let base = format!("http://{addr}");
-    let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = process.child.try_wait() {
-            panic!("docker-registry exited early with {status}");
-        }
-        let probe = client.get(format!("{base}/v2/")).send().await;
-        if probe.is_ok_and(|r| r.status().is_success()) {
-            return Some((process, base));
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "docker-registry did not answer in 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 /// Pushes `blob` to `repo` with the plain OCI monolithic upload API.
@@ -364,9 +234,10 @@ async fn push_blob(base: &str, repo: &str, blob: &Bytes, digest: &Digest) {
 
 #[tokio::test]
 async fn pulls_from_the_reference_registry() {
-    let Some((_process, base)) = start_reference_registry().await else {
+    let Some(registry) = ReferenceRegistry::start().await else {
         return;
     };
+    let base = registry.base_url();
     let blob = conformance::data(2_500_000, 11);
     let digest = Digest::compute(Algorithm::Sha256, &blob);
     push_blob(&base, "upstream/conformance/repo", &blob, &digest).await;
@@ -389,14 +260,7 @@ async fn pulls_from_the_reference_registry() {
         })
     ));
     let missing = ObjectKey::for_blob(&Digest::compute(Algorithm::Sha256, b"missing"));
-    assert!(matches!(
-        backend.stat(&ns(), &missing).await,
-        Err(BackendError::NotFound)
-    ));
-    assert!(matches!(
-        backend.get(&ns(), &missing, None).await,
-        Err(BackendError::NotFound)
-    ));
+    conformance::assert_not_found(&backend, &missing).await;
     // A repository that does not exist upstream is NotFound too.
     let other = backend_for_missing_repo(&base);
     assert!(matches!(

@@ -13,6 +13,12 @@
 //! With `--single` (or `--cap-mib-per-sec 0`) nothing is capped and the report is in MB/s
 //! (10^6 bytes per second). This is a measurement, not a test, but a failed or corrupt fetch
 //! exits non-zero after the report.
+//!
+//! The package's other binary, `shoal-registry-bench` (`src/registry/`), benchmarks the
+//! registry front ends: manifest GET latency at the agent (warm, cold through the build-index,
+//! cold through the swarm) and `docker push` / `docker pull` of a 1 GiB single-layer image
+//! through `shoal dev` against Debian's `docker-registry` (distribution) in the same run; its
+//! crate docs describe the method.
 
 mod cluster;
 mod report;

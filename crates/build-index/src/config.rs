@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shoal_backend::BackendConfig;
+use shoal_cluster::ClusterConfig;
 use shoal_runtime::telemetry::LogConfig;
 
 /// Everything a build-index needs to run. Every field has a default, so an empty file (or no
@@ -20,10 +21,12 @@ pub struct BuildIndexConfig {
     /// Where the build-index keeps its replication queue (and, by default, its records).
     /// Default `/var/lib/shoal/build-index`.
     pub data_dir: PathBuf,
-    /// Base URL of this zone's origin, such as `http://origin:7100`. Replication reads the
-    /// manifests and blobs of a tag from it; required when `replication` rules exist.
-    /// Default: none.
-    pub origin: Option<String>,
+    /// This zone's origins' ring: one `host:port` (or base URL), a list, or a table
+    /// (`[origins]` with `members`, `dns`, `replicas`, `health`); also accepted as `origin`.
+    /// Replication reads the manifests and blobs of a tag from it (owners first, failing
+    /// over); required when `replication` rules exist. Default: none.
+    #[serde(alias = "origin", deserialize_with = "ClusterConfig::list_or_table")]
+    pub origins: ClusterConfig,
     /// Where tag and manifest records are stored (any writable backend `kind`: `filesystem`,
     /// `s3`, `gcs`, `azure`). Default: a filesystem backend under `<data_dir>/backend`.
     pub backend: Option<BackendConfig>,
@@ -45,7 +48,7 @@ impl Default for BuildIndexConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 7400)),
             data_dir: PathBuf::from("/var/lib/shoal/build-index"),
-            origin: None,
+            origins: ClusterConfig::default(),
             backend: None,
             replication: Vec::new(),
             replication_queue: QueueConfig::default(),
@@ -97,6 +100,17 @@ impl Default for QueueConfig {
     }
 }
 
+impl QueueConfig {
+    /// The settings of the queue itself (all but `blob_concurrency`).
+    pub fn queue(&self) -> shoal_runtime::queue::QueueConfig {
+        shoal_runtime::queue::QueueConfig {
+            concurrency: self.concurrency,
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
+        }
+    }
+}
+
 impl BuildIndexConfig {
     /// Checks what has no meaningful value: zero concurrency, rules without origins, a
     /// read-only backend, and rules without a local origin.
@@ -112,7 +126,7 @@ impl BuildIndexConfig {
         {
             return Err(format!("backend kind {:?} is read-only", b.kind()));
         }
-        if !self.replication.is_empty() && self.origin.is_none() {
+        if !self.replication.is_empty() && !self.origins.is_configured() {
             return Err("replication rules need `origin` (this zone's origin URL)".into());
         }
         for (i, rule) in self.replication.iter().enumerate() {
@@ -133,7 +147,7 @@ mod tests {
     fn empty_file_is_all_defaults_and_unknown_keys_fail() {
         let c: BuildIndexConfig = shoal_runtime::config::parse("").unwrap();
         assert_eq!(c.listen.port(), 7400);
-        assert!(c.replication.is_empty() && c.backend.is_none() && c.origin.is_none());
+        assert!(c.replication.is_empty() && c.backend.is_none() && !c.origins.is_configured());
         assert_eq!(c.replication_queue.initial_backoff, Duration::from_secs(1));
         assert_eq!(c.replication_queue.max_backoff, Duration::from_secs(300));
         c.validate().unwrap();

@@ -41,6 +41,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use shoal_backend::{Backend, FilesystemBackend};
 use shoal_runtime::admin::{self, Readiness};
 use shoal_runtime::metrics::Metrics;
+use shoal_runtime::queue::QueueMetrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -73,6 +74,8 @@ pub struct BuildIndex {
     replicator: replication::Replicator,
     metrics: Metrics,
     readiness: Readiness,
+    /// Stops the local origins' ring tasks (membership, health checks) when the service stops.
+    ring_token: CancellationToken,
 }
 
 impl BuildIndex {
@@ -94,14 +97,15 @@ impl BuildIndex {
         backend: Arc<dyn Backend>,
     ) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let ring_token = CancellationToken::new();
         let metrics = Metrics::new("shoal_build_index");
-        let repl_metrics = replication::ReplicationMetrics {
+        let repl_metrics = QueueMetrics {
             depth: metrics.register(
                 "replication_queue_depth",
                 "Tag replications not yet delivered to their remote zone",
                 Gauge::default(),
             ),
-            delivered: metrics.register(
+            completed: metrics.register(
                 "replication_delivered",
                 "Tag replications delivered",
                 Counter::default(),
@@ -111,12 +115,12 @@ impl BuildIndex {
                 "Tag replication attempts that failed and will be retried",
                 Counter::default(),
             ),
-            blobs_copied: metrics.register(
-                "replication_blobs_copied",
-                "Blobs and manifests copied to a remote zone's origin",
-                Counter::default(),
-            ),
         };
+        let blobs_copied = metrics.register(
+            "replication_blobs_copied",
+            "Blobs and manifests copied to a remote zone's origin",
+            Counter::default(),
+        );
         let api_metrics = api::ApiMetrics {
             tags_put: metrics.register("tags_put", "Local tag writes", Counter::default()),
             tags_replicated: metrics.register(
@@ -132,16 +136,23 @@ impl BuildIndex {
         };
 
         let store = Arc::new(store::RecordStore::new(backend));
+        let local_origins = if config.origins.is_configured() {
+            let cluster = shoal_cluster::Cluster::start(config.origins.clone(), ring_token.clone())
+                .map_err(|e| StartError::Config(format!("origins: {e}")))?;
+            Some(shoal_origin_client::OriginPool::new(cluster))
+        } else {
+            None
+        };
         let delivery = replication::Delivery::new(
-            config.origin.as_deref(),
+            local_origins,
             Arc::clone(&store),
             config.replication_queue.blob_concurrency,
-            repl_metrics.blobs_copied.clone(),
+            blobs_copied,
         )
         .map_err(|e| StartError::Config(format!("origin: {e}")))?;
         let data_dir = config.data_dir.clone();
         let rules = config.replication.clone();
-        let queue_config = config.replication_queue;
+        let queue_config = config.replication_queue.queue();
         let replicator = tokio::task::spawn_blocking(move || {
             replication::Replicator::open(
                 &data_dir.join("replication"),
@@ -169,6 +180,7 @@ impl BuildIndex {
             replicator,
             metrics,
             readiness: Readiness::default(),
+            ring_token,
         })
     }
 
@@ -190,6 +202,7 @@ impl BuildIndex {
         tracing::info!(addr = %self.local_addr, "build-index listening");
         let served = admin::serve(self.listener, router, shutdown.clone()).await;
         self.readiness.set(false);
+        self.ring_token.cancel();
         workers.cancel();
         tasks.close();
         tasks.wait().await;

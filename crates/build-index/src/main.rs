@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         config.data_dir = dir;
     }
     if let Some(origin) = args.origin {
-        config.origin = Some(origin);
+        config.origins.members = shoal_cluster::ClusterConfig::with_members([origin]).members;
     }
     telemetry::init(&config.log);
     shutdown::run_until_signal(config.shutdown_grace, |token| async move {

@@ -19,7 +19,7 @@ async fn a_tag_is_replicated_with_every_manifest_and_blob_it_needs() {
     let origin_b = TestOrigin::start(dirs[1].path(), any_port()).await;
     let index_b = TestIndex::start(index_config(dirs[2].path())).await;
     let mut config_a = index_config(dirs[3].path());
-    config_a.origin = Some(origin_a.base.clone());
+    config_a.origins = shoal_cluster::ClusterConfig::with_members([origin_a.base.clone()]);
     config_a.replication = vec![rule("^demo/.*", &index_b.base, &[&origin_b.base])];
     let index_a = TestIndex::start(config_a).await;
 
@@ -114,7 +114,7 @@ async fn a_remote_outage_delays_but_does_not_lose_replication_across_a_restart()
 
     let origin_a = TestOrigin::start(dirs[0].path(), any_port()).await;
     let mut config_a = index_config(dirs[3].path());
-    config_a.origin = Some(origin_a.base.clone());
+    config_a.origins = shoal_cluster::ClusterConfig::with_members([origin_a.base.clone()]);
     config_a.replication = vec![rule("demo/.*", &index_b_url, &[&origin_b_url])];
     let index_a = TestIndex::start(config_a.clone()).await;
 
@@ -181,7 +181,7 @@ async fn pushes_during_an_outage_coalesce_to_the_latest_generation() {
 
     let origin_a = TestOrigin::start(dirs[0].path(), any_port()).await;
     let mut config_a = index_config(dirs[3].path());
-    config_a.origin = Some(origin_a.base.clone());
+    config_a.origins = shoal_cluster::ClusterConfig::with_members([origin_a.base.clone()]);
     config_a.replication = vec![rule("demo/.*", &index_b_url, &[&origin_b_url])];
     let index_a = TestIndex::start(config_a).await;
     let r = repo("demo/app");

@@ -129,7 +129,7 @@ impl DevCluster {
         let mut build_index_config = BuildIndexConfig {
             listen: config.build_index_listen,
             data_dir: config.data_dir.join("build-index"),
-            origin: Some(origin_url.clone()),
+            origins: ClusterConfig::with_members([origin_url.clone()]),
             replication: config.replication.clone(),
             ..BuildIndexConfig::default()
         };

@@ -37,6 +37,10 @@ pub struct EngineConfig {
     pub piece_policy: PiecePolicy,
     /// The shortest request timeout. Default 10 s.
     pub request_timeout_min: Duration,
+    /// After a peer refuses a request (an origin refuses a piece it has just sent to someone
+    /// else), ask it for nothing new for this long, or until a piece from it arrives: refused
+    /// requests must not turn into a request storm. Default 250 ms.
+    pub refusal_backoff: Duration,
     /// A peer with outstanding requests that delivers nothing for this many times the time
     /// its measured rate needs for one piece (and at least `request_timeout_min`) loses its
     /// oldest request to another peer. Default 4.
@@ -66,6 +70,7 @@ impl Default for EngineConfig {
             endgame_threshold: 8,
             piece_policy: PiecePolicy::RarestFirst,
             request_timeout_min: Duration::from_secs(10),
+            refusal_backoff: Duration::from_millis(250),
             request_timeout_factor: 4.0,
             max_timeouts: 3,
             idle_timeout: Duration::from_secs(60),

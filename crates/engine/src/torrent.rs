@@ -47,6 +47,8 @@ struct Peer {
     /// no progress for a request timeout loses its oldest request.
     progress_at: Instant,
     timeouts: u32,
+    /// It refused a request: ask it for nothing new until then (or until a piece arrives).
+    refused_until: Option<Instant>,
 }
 
 /// The engine for one torrent.
@@ -168,6 +170,9 @@ impl Torrent {
             if peer.requests.is_empty() {
                 consider(peer.last_activity + self.config.idle_timeout);
             }
+            if let Some(until) = peer.refused_until {
+                consider(until);
+            }
         }
         if !self.candidates.is_empty() {
             for until in self.blacklist.values() {
@@ -246,6 +251,7 @@ impl Torrent {
                 last_piece_at: None,
                 progress_at: now,
                 timeouts: 0,
+                refused_until: None,
             },
         );
         self.fill(&peer, now);
@@ -359,6 +365,7 @@ impl Torrent {
             }
             p.timeouts = 0;
             p.progress_at = now;
+            p.refused_until = None;
         }
         if !self.have.set(piece) {
             self.stats.duplicate_pieces += 1;
@@ -419,6 +426,7 @@ impl Torrent {
         let raw = piece.get();
         if let Some(p) = self.peers.get_mut(&peer) {
             p.requests.remove(&raw);
+            p.refused_until = Some(now + self.config.refusal_backoff);
         }
         self.unmark_inflight(raw, &peer);
         // Refused or failed: try others for this piece for a moment (an origin refuses a
@@ -470,6 +478,11 @@ impl Torrent {
         }
         self.blacklist.retain(|_, until| *until > now);
         self.avoid.retain(|_, (_, until)| *until > now);
+        for p in self.peers.values_mut() {
+            if p.refused_until.is_some_and(|until| until <= now) {
+                p.refused_until = None;
+            }
+        }
         self.fill_all(now);
         self.dial(now);
     }
@@ -567,6 +580,9 @@ impl Torrent {
         let Some(peer) = self.peers.get(id) else {
             return;
         };
+        if peer.refused_until.is_some_and(|until| until > now) {
+            return;
+        }
         let max_depth = if peer.is_origin {
             self.config.origin_pipeline_depth
         } else {
@@ -582,11 +598,17 @@ impl Torrent {
         if free == 0 {
             return;
         }
-        // A streaming reader's next pieces first, from whichever peer has them.
+        // A streaming reader's next pieces first, from whichever peer has them and has not
+        // just refused them (an origin refuses a piece it has just sent to someone else).
+        let avoided = |p: &u32| {
+            self.avoid
+                .get(p)
+                .is_some_and(|(who, until)| who == id && *until > now)
+        };
         let mut picks: Vec<u32> = self
             .stream_wanted()
             .into_iter()
-            .filter(|p| peer.bitfield.has_index(*p))
+            .filter(|p| peer.bitfield.has_index(*p) && !avoided(p))
             .take(free)
             .collect();
         let mut best = Best::new(free - picks.len());
@@ -594,10 +616,7 @@ impl Torrent {
             if self.have.has_index(p)
                 || picks.contains(&p)
                 || self.inflight.contains_key(&p)
-                || self
-                    .avoid
-                    .get(&p)
-                    .is_some_and(|(peer, until)| peer == id && *until > now)
+                || avoided(&p)
             {
                 continue;
             }

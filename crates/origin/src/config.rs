@@ -7,6 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use shoal_backend::RouteConfig;
 use shoal_cluster::ClusterConfig;
+/// A durable task queue's section: `[writeback]` and `[replication]` (`concurrency`,
+/// `initial_backoff`, `max_backoff`).
+pub use shoal_runtime::queue::QueueConfig;
 use shoal_runtime::telemetry::LogConfig;
 
 /// Everything an origin needs to run. Every field has a default, so an empty file (or no file)
@@ -116,30 +119,6 @@ impl OriginConfig {
         self.cluster
             .as_ref()
             .filter(|c| !c.members.is_empty() || c.dns.is_some())
-    }
-}
-
-/// A durable task queue: the `[writeback]` and `[replication]` sections.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct QueueConfig {
-    /// Tasks run concurrently. Default 4.
-    pub concurrency: usize,
-    /// Delay before the first retry of a failed task; doubles per failure. Default `1s`.
-    #[serde(with = "humantime_serde")]
-    pub initial_backoff: Duration,
-    /// Longest delay between retries. Default `5m`.
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        Self {
-            concurrency: 4,
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(300),
-        }
     }
 }
 

@@ -20,7 +20,6 @@ pub mod config;
 mod error;
 mod metrics;
 mod peers;
-mod queue;
 mod repair;
 mod replicate;
 mod seed;
@@ -38,12 +37,11 @@ use shoal_backend::{BackendRouter, FilesystemBackend};
 use shoal_cluster::Cluster;
 use shoal_runtime::admin::{self, Readiness};
 use shoal_runtime::metrics::Metrics;
+use shoal_runtime::queue::Queue;
 use shoal_store::BlobStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
-
-use crate::queue::Queue;
 
 pub use api::{METAINFO_CONTENT_TYPE, PEER_ADDR_HEADER, PEER_ID_HEADER};
 pub use config::OriginConfig;
@@ -153,7 +151,6 @@ impl Origin {
         let writeback = Queue::open(
             "write-back",
             &config.data_dir.join("writeback"),
-            store.clone(),
             writeback::BackendWriter {
                 store: store.clone(),
                 backends: Arc::clone(&backends),
@@ -396,10 +393,8 @@ fn open_replication(
         });
     }
     let peers = Arc::new(peers::Peers::new(cluster, self_id));
-    Queue::open(
-        "replication",
+    replicate::Replication::open(
         &config.data_dir.join("replication"),
-        store.clone(),
         replicate::Pusher {
             store: store.clone(),
             peers,

@@ -3,9 +3,9 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use shoal_runtime::metrics::Metrics;
+use shoal_runtime::queue::QueueMetrics;
 
 use crate::blobs::BlobMetrics;
-use crate::queue::QueueMetrics;
 use crate::repair::RepairMetrics;
 
 /// Every metric the origin updates.

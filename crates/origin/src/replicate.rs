@@ -1,6 +1,6 @@
-//! Replication to sibling origins through a durable [`Queue`]: a blob committed here is copied
-//! to its other healthy owners, and repair hands blobs it is about to drop to owners that lack
-//! them.
+//! Replication to sibling origins through a durable [`Queue`] (`shoal_runtime::queue`): a blob
+//! committed here is copied to its other healthy owners, and repair hands blobs it is about to
+//! drop to owners that lack them.
 //!
 //! A task is `(namespace, digest, target member)`, one file under `<data_dir>/replication/`,
 //! written after the blob is published here (the upload is acknowledged after the first
@@ -13,21 +13,25 @@
 //! dropped.
 
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 use shoal_cluster::Node;
 use shoal_core::{Digest, RepoName};
 use shoal_origin_client::{ByteStream, OriginClientError};
+use shoal_runtime::CancellationToken;
+use shoal_runtime::queue::{self, Attempt, Executor, Job, Queue, QueueConfig, QueueMetrics};
 use shoal_store::{BlobStore, StoreError};
 
 use crate::peers::Peers;
-use crate::queue::{Attempt, Executor, Job, Queue};
 
-/// The replication queue.
-pub(crate) type Replication = Queue<Pusher>;
+/// The replication queue. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Replication {
+    queue: Queue<Pusher>,
+}
 
 /// Copy a blob, as a blob of `namespace`, to the member `target`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -39,21 +43,15 @@ pub(crate) struct ReplicaJob {
 }
 
 impl Job for ReplicaJob {
-    fn file_stem(&self) -> String {
-        let mut h = sha2::Sha256::new();
-        for part in [
-            self.namespace.as_str(),
-            &self.digest.to_string(),
-            &self.target,
-        ] {
-            h.update(part.as_bytes());
-            h.update(b"\n");
-        }
-        hex::encode(h.finalize())
+    type Key = Self;
+
+    fn key(&self) -> Self {
+        self.clone()
     }
 
-    fn digest(&self) -> Digest {
-        self.digest
+    fn file_stem(&self) -> String {
+        let digest = self.digest.to_string();
+        queue::hashed_stem([self.namespace.as_str(), &digest, &self.target])
     }
 }
 
@@ -66,10 +64,26 @@ pub(crate) struct Pusher {
     pub(crate) bytes: Counter,
 }
 
-impl Queue<Pusher> {
+impl Replication {
+    /// Opens the queue in `dir`, resuming the tasks left from before. Blocking.
+    pub(crate) fn open(
+        dir: &Path,
+        pusher: Pusher,
+        config: QueueConfig,
+        metrics: QueueMetrics,
+    ) -> io::Result<Self> {
+        let queue = Queue::open("replication", dir, pusher, config, metrics)?;
+        Ok(Self { queue })
+    }
+
     /// The cluster view.
     pub(crate) fn peers(&self) -> &Arc<Peers> {
-        &self.executor().peers
+        &self.queue.executor().peers
+    }
+
+    /// Runs the queue until `shutdown` (see [`Queue::run`]).
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        self.queue.run(shutdown).await;
     }
 
     /// Durably queues copies of a blob just stored here under `namespace` to its other healthy
@@ -94,7 +108,7 @@ impl Queue<Pusher> {
                 target: t.id.clone(),
             })
             .collect();
-        self.enqueue_now(&jobs)
+        self.queue.enqueue_now(&jobs)
     }
 }
 
@@ -147,6 +161,15 @@ impl Executor for Pusher {
             }
             Err(e) => failed(&node, job, e),
         }
+    }
+
+    /// The blob stays in the local store while its task exists.
+    fn recorded(&self, job: &ReplicaJob) {
+        self.store.pin(&job.digest);
+    }
+
+    fn removed(&self, job: &ReplicaJob) {
+        self.store.unpin(&job.digest);
     }
 }
 

@@ -1,5 +1,5 @@
 //! Write-back: committed blobs are copied to their namespace's backend through a durable
-//! [`Queue`].
+//! [`Queue`] (`shoal_runtime::queue`).
 //!
 //! A task is one file under `<data_dir>/writeback/`, written *before* the upload is
 //! acknowledged and removed only after the backend holds the blob. Tasks found on start are
@@ -12,9 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use shoal_backend::{BackendError, BackendRouter, ObjectKey};
 use shoal_core::{Digest, RepoName};
+use shoal_runtime::queue::{Attempt, Executor, Job, Queue};
 use shoal_store::{BlobStore, StoreError};
-
-use crate::queue::{Attempt, Executor, Job, Queue};
 
 /// The write-back queue.
 pub(crate) type Writeback = Queue<BackendWriter>;
@@ -37,16 +36,18 @@ impl WritebackJob {
 }
 
 impl Job for WritebackJob {
+    type Key = Self;
+
+    fn key(&self) -> Self {
+        self.clone()
+    }
+
     fn file_stem(&self) -> String {
         let mut h = sha2::Sha256::new();
         h.update(self.namespace.as_str());
         h.update(b"\n");
         h.update(self.digest.to_string());
         hex::encode(h.finalize())
-    }
-
-    fn digest(&self) -> Digest {
-        self.digest
     }
 }
 
@@ -78,6 +79,15 @@ impl Executor for BackendWriter {
             Err(e) => return Attempt::Retry(e.to_string()),
         }
         Attempt::Done
+    }
+
+    /// The blob stays in the local store while its task exists.
+    fn recorded(&self, job: &WritebackJob) {
+        self.store.pin(&job.digest);
+    }
+
+    fn removed(&self, job: &WritebackJob) {
+        self.store.unpin(&job.digest);
     }
 }
 
@@ -125,4 +135,58 @@ enum WritebackError {
     Backend(BackendError),
     #[error("local store: {0}")]
     Local(String),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use shoal_core::Algorithm;
+    use shoal_runtime::CancellationToken;
+    use shoal_runtime::queue::{QueueConfig, QueueMetrics};
+    use shoal_store::StoreConfig;
+
+    use super::*;
+
+    fn open(dir: &std::path::Path, store: &BlobStore) -> Writeback {
+        let writer = BackendWriter {
+            store: store.clone(),
+            backends: Arc::new(BackendRouter::new(Vec::new())),
+        };
+        let config = QueueConfig::default();
+        Queue::open("write-back", dir, writer, config, QueueMetrics::default()).unwrap()
+    }
+
+    /// A task's blob stays pinned from its enqueue, across a restart, until it is finished.
+    #[tokio::test]
+    async fn tasks_pin_their_blob_until_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sdir, qdir) = (dir.path().join("store"), dir.path().join("writeback"));
+        let store = BlobStore::open(&sdir, StoreConfig::default()).unwrap();
+        let d = Digest::compute(Algorithm::Sha256, b"x");
+        let job = WritebackJob::new(&"demo".parse().unwrap(), &d);
+        let q = open(&qdir, &store);
+        assert!(q.enqueue(&job).unwrap());
+        assert!(store.is_pinned(&d));
+        q.abandon(&job);
+        assert!(!store.is_pinned(&d));
+        q.enqueue_now(std::slice::from_ref(&job)).unwrap();
+        drop(q);
+
+        let store = BlobStore::open(&sdir, StoreConfig::default()).unwrap();
+        let q = open(&qdir, &store);
+        assert!(store.is_pinned(&d), "a resumed task pins its blob");
+        let token = CancellationToken::new();
+        let run = tokio::spawn(q.clone().run(token.clone()));
+        // No backend routes the namespace: the task is done (the blob stays local only).
+        shoal_runtime::wait::wait_until(Duration::from_secs(10), "queue drained", || async {
+            q.depth() == 0
+        })
+        .await
+        .unwrap();
+        token.cancel();
+        run.await.unwrap();
+        assert!(!store.is_pinned(&d));
+    }
 }

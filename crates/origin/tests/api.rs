@@ -389,3 +389,26 @@ async fn health_readiness_and_metrics() {
         .await;
     origin.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_of_one_blob_all_succeed() {
+    // Two CI jobs pushing the same layer, or every tag push re-uploading its manifest: the
+    // commits race to record one write-back task.
+    let dir = tempfile::tempdir().unwrap();
+    let origin = TestOrigin::start(config(dir.path())).await;
+    let body = data(200_000, 9);
+    let d = sha256(&body);
+    let http = reqwest::Client::new();
+    let puts: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, url, body) = (http.clone(), origin.blob_url("race", &d), body.clone());
+            tokio::spawn(async move { http.put(url).body(body).send().await.unwrap().status() })
+        })
+        .collect();
+    for p in puts {
+        assert_eq!(p.await.unwrap(), 201);
+    }
+    let got = http.get(origin.blob_url("race", &d)).send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap(), body);
+    origin.stop().await;
+}

@@ -2,26 +2,28 @@
 //!
 //! * [`Moto`]: a real S3-compatible server (moto's standalone server) on a free loopback port,
 //!   killed when dropped.
+//! * [`ReferenceRegistry`]: the reference OCI registry (Debian's `docker-registry`, CNCF
+//!   distribution 2.8) on a free loopback port, killed when dropped.
+//! * [`ServiceProcess`]: a Shoal service binary started for a test.
 //!
 //! This crate is for `[dev-dependencies]` only; no service depends on it.
 
+mod process;
+mod registry;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use process::{KillOnDrop, Server};
+pub use registry::ReferenceRegistry;
 
 /// A running `moto_server` (an S3-compatible server from PyPI: `pip install 'moto[server]'`).
 /// It keeps everything in memory: a restart loses all buckets and objects.
 #[derive(Debug)]
 pub struct Moto {
-    child: Child,
+    process: KillOnDrop,
     port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A port that was free a moment ago (bind port 0, read it, release it).
@@ -42,44 +44,18 @@ impl Moto {
 
     /// Starts moto on `port` (e.g. to restart it where a client expects it).
     pub async fn start_on(port: u16) -> Option<Self> {
-        let child = match Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) if std::env::var_os("SHOAL_SKIP_S3").is_some_and(|v| v == "1") => {
-                eprintln!("skipping S3 test: cannot run moto_server ({e}) and SHOAL_SKIP_S3=1");
-                return None;
-            }
-            Err(e) => panic!(
-                "cannot run moto_server ({e}): install it with `pip install 'moto[server]'` \
-                 or set SHOAL_SKIP_S3=1 to skip the S3 tests"
-            ),
+        let server = Server {
+            program: "moto_server",
+            skip_var: "SHOAL_SKIP_S3",
+            install: "`pip install 'moto[server]'`",
+            probe: format!("http://127.0.0.1:{port}"),
+            probe_success: false,
+            timeout: Duration::from_secs(60),
         };
-        let mut moto = Self { child, port };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto_server exited early with {status}");
-            }
-            let probe = client
-                .get(moto.endpoint())
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if probe.is_ok() {
-                return Some(moto);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not answer within 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let process = server
+            .start(Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]))
+            .await?;
+        Some(Self { process, port })
     }
 
     /// The port it listens on.
@@ -107,10 +83,10 @@ impl Moto {
     }
 
     /// Kills the server (as an outage would) and waits for the process to end.
-    pub fn stop(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
+    pub fn stop(self) -> u16 {
+        let port = self.port;
+        drop(self.process);
+        port
     }
 }
 

@@ -26,6 +26,9 @@ pub(crate) struct AnnounceMetrics {
     pub(crate) invalid: Counter,
 }
 
+/// How long an announce waits for the metainfo lookup that tells it the torrent's origins.
+const ORIGIN_LOOKUP_WAIT: Duration = Duration::from_secs(2);
+
 /// State shared by every request (the generated server holds it in an `Arc`).
 #[derive(Debug)]
 pub(crate) struct TrackerService {
@@ -58,7 +61,23 @@ impl tracker_server::Tracker for TrackerService {
             }));
         }
         // Looked up before the peer tables are touched: never two locks at once.
-        let origins = self.metainfo.origin_peers(&parsed.torrent);
+        let mut origins = self.metainfo.origin_peers(&parsed.torrent);
+        if origins.is_empty() {
+            // Lookups route by digest and announces by info hash, and after a failover this
+            // tracker may never have seen the torrent's metainfo: fetch it now (once, shared,
+            // cached) from the blob named in the announce, to hand out its seeding origins.
+            if let (Ok(ns), Ok(digest)) = (
+                req.namespace.parse::<RepoName>(),
+                req.digest.parse::<Digest>(),
+            ) {
+                let fetched =
+                    tokio::time::timeout(ORIGIN_LOOKUP_WAIT, self.metainfo.get(&ns, digest)).await;
+                if let Ok(Err(e)) = fetched {
+                    tracing::debug!(%digest, "announce: metainfo for origin peers: {e}");
+                }
+                origins = self.metainfo.origin_peers(&parsed.torrent);
+            }
+        }
         let now = tokio::time::Instant::now();
         let chosen = self.peers.announce(
             parsed.torrent,

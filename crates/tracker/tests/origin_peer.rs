@@ -259,3 +259,43 @@ async fn a_real_origin_that_does_not_seed_is_not_a_peer() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Lookups route by digest and announces by info hash, so the tracker that gets a torrent's
+/// announces (or takes over after a failover) may never have fetched its metainfo: the
+/// announce names the blob, and the tracker fetches the metainfo itself to hand out origins.
+#[tokio::test]
+async fn an_announce_naming_its_blob_gets_the_origins_without_a_prior_lookup() {
+    let meta = metainfo(200_000, 3);
+    let hash = meta.info_hash();
+    let id = hex(&ORIGIN_ID);
+    let origin = fake_origin(
+        "library/app",
+        &meta,
+        &[
+            ("Shoal-Peer-Id", &id),
+            ("Shoal-Peer-Addr", "127.0.0.1:7101"),
+        ],
+    )
+    .await;
+    let tracker = tracker_for(&origin).await;
+    let mut c = client(&tracker).await;
+    let resp = c
+        .announce(AnnounceRequest {
+            info_hash: hash.as_bytes().to_vec(),
+            peer_id: vec![1; 32],
+            ip: "10.0.0.1".into(),
+            port: 7001,
+            event: AnnounceEvent::Started.into(),
+            namespace: "library/app".into(),
+            digest: meta.digest().to_string(),
+            ..AnnounceRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let origins: Vec<_> = resp.peers.iter().filter(|p| p.is_origin).collect();
+    assert_eq!(origins.len(), 1, "{:?}", resp.peers);
+    assert_eq!(origins[0].peer_id, ORIGIN_ID);
+    tracker.stop().await;
+    origin.stop().await;
+}

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod serve;
+
 use std::io;
 use std::ops::Range;
 
@@ -117,17 +119,34 @@ pub async fn ranges(backend: &dyn Backend, scope: &str) {
     }
 }
 
+/// `stat` and `get` of `k` are `NotFound`.
+pub async fn assert_not_found(backend: &dyn Backend, k: &ObjectKey) {
+    assert!(matches!(
+        backend.stat(&ns(), k).await,
+        Err(BackendError::NotFound)
+    ));
+    assert!(matches!(
+        backend.get(&ns(), k, None).await,
+        Err(BackendError::NotFound)
+    ));
+}
+
+/// `put` and `delete` of `k` are refused with `ReadOnly`.
+pub async fn assert_read_only(backend: &dyn Backend, k: &ObjectKey) {
+    let put = backend
+        .put(&ns(), k, 1, body(&Bytes::from_static(b"x"), 1))
+        .await;
+    assert!(matches!(put, Err(BackendError::ReadOnly)));
+    assert!(matches!(
+        backend.delete(&ns(), k).await,
+        Err(BackendError::ReadOnly)
+    ));
+}
+
 /// A missing key is `NotFound` for stat and get; deleting it is fine.
 pub async fn missing(backend: &dyn Backend, scope: &str) {
     let k = key(scope, "nothing-here");
-    assert!(matches!(
-        backend.stat(&ns(), &k).await,
-        Err(BackendError::NotFound)
-    ));
-    assert!(matches!(
-        backend.get(&ns(), &k, None).await,
-        Err(BackendError::NotFound)
-    ));
+    assert_not_found(backend, &k).await;
     assert!(matches!(
         backend.get(&ns(), &k, Some(0..1)).await,
         Err(BackendError::NotFound)

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use shoal_build_index_api::{BuildIndexClient, ClientError, ManifestRecord};
 use shoal_core::{Digest, RepoName};
-use shoal_origin_client::{OriginClient, OriginClientError};
+use shoal_origin_client::{OriginClient, OriginClientError, OriginPool};
 use shoal_registry::manifest::{Descriptor, MAX_MANIFEST_BYTES, Manifest, ManifestError};
 
 use super::Task;
@@ -74,7 +74,7 @@ pub(crate) enum DeliveryError {
 /// What deliveries need: the local origin and records, and clients of remote zones.
 #[derive(Debug)]
 pub(crate) struct Delivery {
-    local_origin: Option<OriginClient>,
+    local_origin: Option<OriginPool>,
     store: Arc<RecordStore>,
     blob_concurrency: usize,
     indexes: Mutex<HashMap<String, BuildIndexClient>>,
@@ -83,16 +83,13 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
-    /// `local_origin` is this zone's origin URL.
+    /// `local_origin` is this zone's origins' ring.
     pub(crate) fn new(
-        local_origin: Option<&str>,
+        local_origin: Option<OriginPool>,
         store: Arc<RecordStore>,
         blob_concurrency: usize,
         blobs_copied: Counter,
     ) -> Result<Self, DeliveryError> {
-        let local_origin = local_origin
-            .map(|u| OriginClient::new(u).map_err(|e| DeliveryError::Url(e.to_string())))
-            .transpose()?;
         Ok(Self {
             local_origin,
             store,
@@ -181,7 +178,7 @@ impl Delivery {
     /// reference, without duplicates.
     async fn collect(
         &self,
-        local: &OriginClient,
+        local: &OriginPool,
         repo: &RepoName,
         root: Digest,
     ) -> Result<(Vec<ManifestRecord>, Vec<Digest>), DeliveryError> {
@@ -191,11 +188,11 @@ impl Delivery {
         let mut seen = HashSet::from([root]);
         let mut queue = std::collections::VecDeque::from([root]);
         while let Some(digest) = queue.pop_front() {
-            let bytes = local
-                .get_bytes(repo, &digest, MAX_MANIFEST_BYTES)
-                .await
-                .map_err(DeliveryError::LocalOrigin)?
-                .ok_or(DeliveryError::Missing(digest))?;
+            let bytes = first_local(local, &digest, |c| {
+                let (repo, digest) = (repo.clone(), digest);
+                async move { c.get_bytes(&repo, &digest, MAX_MANIFEST_BYTES).await }
+            })
+            .await?;
             if Digest::compute(digest.algorithm(), &bytes) != digest {
                 return Err(DeliveryError::Corrupt(digest));
             }
@@ -232,7 +229,7 @@ impl Delivery {
     /// does.
     async fn ensure_remote(
         &self,
-        local: &OriginClient,
+        local: &OriginPool,
         remotes: &[OriginClient],
         repo: &RepoName,
         digest: &Digest,
@@ -246,11 +243,11 @@ impl Delivery {
             }
         }
         for remote in remotes {
-            let (size, body) = local
-                .get(repo, digest)
-                .await
-                .map_err(DeliveryError::LocalOrigin)?
-                .ok_or(DeliveryError::Missing(*digest))?;
+            let (size, body) = first_local(local, digest, |c| {
+                let (repo, digest) = (repo.clone(), *digest);
+                async move { c.get(&repo, &digest).await }
+            })
+            .await?;
             match remote.put(repo, digest, body, Some(size)).await {
                 Ok(_) => {
                     self.blobs_copied.inc();
@@ -265,6 +262,31 @@ impl Delivery {
             || OriginClientError::InvalidUrl("no remote origin".into()),
         )))
     }
+}
+
+/// Reads `digest` from the zone's origins in the ring's order (owners first): the first origin
+/// that has it answers; unavailable origins are skipped. `Missing` if every origin answered
+/// without it, the last failure if none answered.
+async fn first_local<T, F, Fut>(
+    local: &OriginPool,
+    digest: &Digest,
+    mut op: F,
+) -> Result<T, DeliveryError>
+where
+    F: FnMut(OriginClient) -> Fut,
+    Fut: Future<Output = Result<Option<T>, OriginClientError>>,
+{
+    let mut last_error = None;
+    for (node, client) in local.route(digest) {
+        let result = op(client).await;
+        local.report(&node, &result);
+        match result {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.map_or(DeliveryError::Missing(*digest), DeliveryError::LocalOrigin))
 }
 
 /// A manifest record built from the manifest itself (when the local build-index has none).
