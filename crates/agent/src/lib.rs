@@ -155,8 +155,13 @@ impl Agent {
             self.build_index,
             self.config.tag_ttl,
         );
+        let registry_stats = Arc::new(shoal_registry::RegistryStats::default());
+        registry_stats.register(&metrics);
         let router = api::router(downloads)
-            .merge(shoal_registry::router(Arc::new(registry)))
+            .merge(shoal_registry::router_with_stats(
+                Arc::new(registry),
+                registry_stats,
+            ))
             .merge(admin::routes(metrics, readiness.clone()));
         readiness.set(true);
         tracing::info!(addr = %self.local_addr, peer_addr = %swarm.local_addr(), peer_id = %self.peer_id, "agent listening");

@@ -81,7 +81,9 @@ impl Proxy {
 
     /// Serves the registry until `shutdown` is cancelled, then lets in-flight requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let router = shoal_registry::router(self.store)
+        let stats = Arc::new(shoal_registry::RegistryStats::default());
+        stats.register(&self.metrics);
+        let router = shoal_registry::router_with_stats(self.store, stats)
             .merge(admin::routes(self.metrics, self.readiness.clone()));
         self.readiness.set(true);
         tracing::info!(addr = %self.local_addr, "proxy listening");

@@ -10,6 +10,6 @@ pub mod error;
 pub mod manifest;
 mod store;
 
-pub use api::router;
+pub use api::{RegistryStats, router, router_with_stats};
 pub use error::RegistryError;
 pub use store::{ByteStream, ManifestRecord, OpenBlob, RegistryStore, UploadId};

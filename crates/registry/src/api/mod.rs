@@ -87,12 +87,62 @@ impl IntoResponse for ApiError {
 /// so it can be [merged](Router::merge) with a service's own routes. Authentication is not
 /// handled here: wrap the router in whatever layer the deployment needs.
 pub fn router<S: RegistryStore>(store: Arc<S>) -> Router {
+    router_with_stats(store, Arc::default())
+}
+
+/// Counts of the registry's answers, for a service's metrics (and tests that must see no
+/// server errors).
+#[derive(Debug, Default)]
+pub struct RegistryStats {
+    /// Requests answered.
+    pub responses: std::sync::atomic::AtomicU64,
+    /// Requests answered with a 5xx status.
+    pub server_errors: std::sync::atomic::AtomicU64,
+}
+
+impl RegistryStats {
+    /// Exposes the counts as `<prefix>_registry_responses` and
+    /// `<prefix>_registry_server_errors` gauges of `metrics`, refreshed on every scrape.
+    pub fn register(self: &Arc<Self>, metrics: &shoal_runtime::metrics::Metrics) {
+        use prometheus_client::metrics::gauge::Gauge;
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        let responses = metrics.register(
+            "registry_responses",
+            "Registry API requests answered",
+            Gauge::<u64, AtomicU64>::default(),
+        );
+        let errors = metrics.register(
+            "registry_server_errors",
+            "Registry API requests answered with a 5xx status",
+            Gauge::<u64, AtomicU64>::default(),
+        );
+        let this = Arc::clone(self);
+        metrics.on_scrape(move || {
+            responses.set(this.responses.load(Relaxed));
+            errors.set(this.server_errors.load(Relaxed));
+        });
+    }
+}
+
+/// [`router`], counting every answer in `stats`.
+pub fn router_with_stats<S: RegistryStore>(store: Arc<S>, stats: Arc<RegistryStats>) -> Router {
     Router::new()
         .route("/v2", any(base))
         .route("/v2/", any(base))
         .route("/v2/{*rest}", any(dispatch::<S>))
         .with_state(store)
         .layer(axum::middleware::map_response(add_api_version))
+        .layer(axum::middleware::map_response(move |resp: Response| {
+            let stats = Arc::clone(&stats);
+            async move {
+                use std::sync::atomic::Ordering::Relaxed;
+                stats.responses.fetch_add(1, Relaxed);
+                if resp.status().is_server_error() {
+                    stats.server_errors.fetch_add(1, Relaxed);
+                }
+                resp
+            }
+        }))
 }
 
 async fn add_api_version(mut resp: Response) -> Response {
