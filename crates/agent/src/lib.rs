@@ -70,7 +70,8 @@ pub struct Agent {
 
 impl Agent {
     /// Opens the store, binds the HTTP listener and the peer transport (port 0 works).
-    /// Spawns nothing.
+    /// Spawns only the trackers' ring watcher (membership and health checks), which stops when
+    /// [`run`](Self::run) ends.
     pub async fn bind(config: AgentConfig) -> Result<Self, StartError> {
         let ring_token = CancellationToken::new();
         let trackers = Cluster::start(config.trackers.clone(), ring_token.clone())

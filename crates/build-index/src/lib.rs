@@ -81,7 +81,8 @@ pub struct BuildIndex {
 impl BuildIndex {
     /// Validates `config`, builds the backend (default: filesystem under
     /// `<data_dir>/backend`), opens the replication queue (resuming tasks left from before)
-    /// and binds the listener (port 0 picks a free port). Spawns nothing.
+    /// and binds the listener (port 0 picks a free port). Spawns only the origins' ring watcher
+    /// (membership and health checks), which stops when [`run`](Self::run) ends.
     pub async fn bind(config: BuildIndexConfig) -> Result<Self, StartError> {
         let backend = match &config.backend {
             Some(b) => shoal_backend::open(b)?,

@@ -104,7 +104,8 @@ pub struct DevCluster {
 }
 
 impl DevCluster {
-    /// Binds every service (origin first: the others need its address). Spawns nothing.
+    /// Binds every service (origin first: the others need its address). Only the services'
+    /// ring watchers start before [`run`](Self::run).
     pub async fn bind(config: DevConfig) -> Result<Self, DevError> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut origin_config = OriginConfig {

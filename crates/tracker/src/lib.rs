@@ -85,7 +85,8 @@ pub struct Tracker {
 
 impl Tracker {
     /// Validates `config`, sets up the tables, cache and metrics and binds the listener (port
-    /// 0 picks a free port). Spawns nothing.
+    /// 0 picks a free port). Spawns only the origins' ring watcher (membership and health
+    /// checks), which stops when [`run`](Self::run) ends.
     pub async fn bind(config: TrackerConfig) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         let ring_token = CancellationToken::new();
