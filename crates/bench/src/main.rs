@@ -25,7 +25,6 @@ mod report;
 
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -269,23 +268,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (agent, client)) in agents.iter().zip(clients).enumerate() {
         let url = format!("{agent}/v1/namespaces/{NS}/blobs/{digest}");
+        let digest = digest.clone();
         tasks.spawn(async move {
             let r = tokio::time::timeout(timeout, async {
                 let resp = client.get(&url).send().await?;
-                let ready = t0.elapsed();
                 let status = resp.status();
                 if !status.is_success() {
                     let body = resp.text().await.unwrap_or_default();
                     bail!("HTTP {status}: {body}");
                 }
-                Ok((ready, resp))
+                // The agent streams the blob while it downloads: an agent is done when the
+                // last byte has arrived (and verifies, as a real client checks the digest).
+                let verified = verify(resp, size, &digest).await;
+                Ok((t0.elapsed(), verified))
             })
             .await
             .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {timeout:?}")));
             (i, r)
         });
     }
-    let mut ready: Vec<Option<anyhow::Result<(Duration, reqwest::Response)>>> =
+    let mut ready: Vec<Option<anyhow::Result<(Duration, anyhow::Result<()>)>>> =
         (0..agents.len()).map(|_| None).collect();
     let mut done = 0;
     while let Some(joined) = tasks.join_next().await {
@@ -305,34 +307,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cpu_after = cluster.cpu_ticks();
     let self_after = cluster::proc_ticks("self").unwrap_or(0);
 
-    // Integrity: read every body and check its SHA-256 against the digest.
-    let verify_started = Instant::now();
-    let digest = Arc::new(digest);
-    let mut verifies = tokio::task::JoinSet::new();
+    // Integrity: every body was read to its end and checked against the digest as it arrived.
     let mut results: Vec<AgentResult> = Vec::new();
     for (i, r) in ready.into_iter().enumerate() {
         let r = r.context("agent result missing")?;
+        let (ready, error, verified) = match r {
+            Ok((t, Ok(()))) => (Some(t), None, true),
+            Ok((t, Err(e))) => (Some(t), Some(format!("verification: {e:#}")), false),
+            Err(e) => (None, Some(format!("{e:#}")), false),
+        };
         results.push(AgentResult {
             name: cluster.procs[agent_is[i]].name.clone(),
-            ready: r.as_ref().ok().map(|(t, _)| *t),
-            error: r.as_ref().err().map(|e| format!("{e:#}")),
-            verified: false,
+            ready,
+            error,
+            verified,
             downloaded: 0.0,
             uploaded: 0.0,
         });
-        if let Ok((_, resp)) = r {
-            let digest = Arc::clone(&digest);
-            verifies.spawn(async move { (i, verify(resp, size, &digest).await) });
-        }
     }
-    while let Some(joined) = verifies.join_next().await {
-        let (i, r) = joined?;
-        match r {
-            Ok(()) => results[i].verified = true,
-            Err(e) => results[i].error = Some(format!("verification: {e:#}")),
-        }
-    }
-    let verify_secs = verify_started.elapsed().as_secs_f64();
 
     for (r, agent) in results.iter_mut().zip(&agents) {
         r.downloaded = metric(&http, agent, "shoal_agent_p2p_downloaded_bytes")
@@ -365,7 +357,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         results,
         origin_egress,
         wall,
-        verify_secs,
         cpu_tracker: cpu_secs(Role::Tracker),
         cpu_origin: cpu_secs(Role::Origin),
         cpu_agents: cpu_secs(Role::Agent),
