@@ -287,7 +287,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (i, r)
         });
     }
-    let mut ready: Vec<Option<anyhow::Result<(Duration, anyhow::Result<()>)>>> =
+    let mut ready: Vec<Option<anyhow::Result<Finished>>> =
         (0..agents.len()).map(|_| None).collect();
     let mut done = 0;
     while let Some(joined) = tasks.join_next().await {
@@ -462,6 +462,9 @@ async fn wait_metainfo(http: &reqwest::Client, origin: &str, digest: &str) -> an
 }
 
 /// Reads a response body to the end, checking its length and SHA-256.
+/// When an agent's body ended, and whether it matched the digest.
+type Finished = (Duration, anyhow::Result<()>);
+
 async fn verify(mut resp: reqwest::Response, size: u64, digest: &str) -> anyhow::Result<()> {
     let mut hash = Sha256::new();
     let mut len = 0u64;
