@@ -2,40 +2,27 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
-
 use shoal_testkit::ServiceProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal-agent");
 
 #[test]
 fn help_exits_zero() {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    for flag in [
-        "--listen",
-        "--peer-listen",
-        "--data-dir",
-        "--tracker",
-        "--config",
-    ] {
-        assert!(text.contains(flag), "{flag}");
-    }
+    shoal_testkit::assert_help_lists(
+        BIN,
+        &[
+            "--listen",
+            "--peer-listen",
+            "--data-dir",
+            "--tracker",
+            "--config",
+        ],
+    );
 }
 
 #[test]
 fn bad_config_is_a_usage_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("agent.toml");
-    std::fs::write(&cfg, "[engine]\npipeline = 3\n").unwrap();
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pipeline"));
+    shoal_testkit::assert_bad_config_is_usage_error(BIN, "[engine]\npipeline = 3\n", "pipeline");
 }
 
 #[tokio::test]

@@ -199,3 +199,38 @@ pub async fn metric(base: &str, name: &str) -> f64 {
         .map(|(_, v)| v.trim().parse::<f64>().expect("metric value is a number"))
         .sum()
 }
+
+/// Asserts that `bin --help` exits 0 and lists every one of `flags`.
+pub fn assert_help_lists(bin: &str, flags: &[&str]) {
+    let out = Command::new(bin)
+        .arg("--help")
+        .output()
+        .expect("running --help");
+    assert!(out.status.success(), "{bin} --help failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in flags {
+        assert!(
+            text.contains(flag),
+            "{flag} missing from {bin} --help:\n{text}"
+        );
+    }
+}
+
+/// Asserts that `bin --config <file with config_text>` exits 64 (a usage error) and names
+/// `culprit` (the bad key) on stderr.
+pub fn assert_bad_config_is_usage_error(bin: &str, config_text: &str, culprit: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config_text).expect("writing the config");
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .expect("running the binary");
+    assert_eq!(out.status.code(), Some(64), "{bin}: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(culprit),
+        "{bin} did not name {culprit:?}: {stderr}"
+    );
+}

@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
-
 use shoal_testkit::ServiceProcess;
 
 use shoal_tracker::proto::AnnounceRequest;
@@ -13,24 +11,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_shoal-tracker");
 
 #[test]
 fn help_exits_zero() {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("--listen") && text.contains("--config") && text.contains("--origin"));
+    shoal_testkit::assert_help_lists(BIN, &["--listen", "--config", "--origin"]);
 }
 
 #[test]
 fn bad_config_is_a_usage_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("tracker.toml");
-    std::fs::write(&cfg, "lisen = \"127.0.0.1:0\"\n").unwrap();
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lisen"));
+    shoal_testkit::assert_bad_config_is_usage_error(BIN, "lisen = \"127.0.0.1:0\"\n", "lisen");
 }
 
 #[tokio::test]
