@@ -21,6 +21,7 @@
 //! crate docs describe the method.
 
 mod cluster;
+mod cpu;
 mod report;
 
 use std::io::{BufWriter, Write as _};
@@ -263,7 +264,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Time 0: every agent asks for the blob at once.
     let clients: Vec<reqwest::Client> = agents.iter().map(|_| reqwest::Client::new()).collect();
     let cpu_before = cluster.cpu_ticks();
-    let self_before = cluster::proc_ticks("self").unwrap_or(0);
+    let self_before = cpu::proc_ticks("self").unwrap_or(0);
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (agent, client)) in agents.iter().zip(clients).enumerate() {
@@ -305,7 +306,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let wall = t0.elapsed();
     let cpu_after = cluster.cpu_ticks();
-    let self_after = cluster::proc_ticks("self").unwrap_or(0);
+    let self_after = cpu::proc_ticks("self").unwrap_or(0);
 
     // Integrity: every body was read to its end and checked against the digest as it arrived.
     let mut results: Vec<AgentResult> = Vec::new();
@@ -336,7 +337,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let origin_egress = metric(&http, &origin, "shoal_origin_p2p_uploaded_bytes").await?;
 
-    let tick = cluster::clock_ticks_per_sec();
+    let tick = cpu::clock_ticks_per_sec();
     let cpu_secs = |role: Role| -> f64 {
         cluster
             .procs

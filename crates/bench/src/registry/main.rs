@@ -50,6 +50,8 @@
 //! Pushing many tags of one manifest re-uploads the manifest blob each time, so the bench
 //! pushes those one at a time.
 
+#[path = "../cpu.rs"]
+mod cpu;
 mod docker;
 mod manifests;
 mod oci;
@@ -328,10 +330,10 @@ impl LegContext<'_> {
             let r = format!("{}/bench/big:run{}", d.addr, run + 1);
             (Server::Distribution(d), r.clone(), r)
         };
-        let tick = procs::clock_ticks_per_sec();
+        let tick = cpu::clock_ticks_per_sec();
         let dockerd = || {
             self.dockerd
-                .and_then(procs::proc_ticks)
+                .and_then(cpu::proc_ticks)
                 .map_or(f64::NAN, |t| t as f64 / tick)
         };
 

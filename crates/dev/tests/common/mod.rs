@@ -113,20 +113,7 @@ pub async fn push_image(http: &Client, c: &Cluster, repo: &str, tag: &str, layer
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest.to_string(), "size": layer.len()}],
     })
     .to_string();
-    let resp = http
-        .put(c.proxy(&format!("{repo}/manifests/{tag}")))
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        StatusCode::CREATED,
-        "{:?}",
-        resp.text().await
-    );
-    Digest::compute(Algorithm::Sha256, manifest.as_bytes())
+    push_manifest(http, c, repo, tag, OCI_MANIFEST, &manifest).await
 }
 
 /// Pushes a manifest (any media type) by tag; returns its digest.
