@@ -49,6 +49,54 @@ pub struct AgentConfig {
     /// How long in-flight requests get after a shutdown signal. Default `10s`.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Upstream registries this agent mirrors (`[[mirrors]]`): a pull that names one of them
+    /// with containerd's `?ns=<registry>` (or, for the `default` one, names none) and that
+    /// Shoal cannot answer (404 or 503) is streamed from the upstream, digest verified. Only
+    /// these hosts are ever contacted. Default: none.
+    pub mirrors: Vec<MirrorConfig>,
+}
+
+/// One `[[mirrors]]` entry: an allow-listed upstream registry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// The registry host as image references and containerd's `?ns=` name it: `docker.io`,
+    /// `ghcr.io`, `registry.example.com:5000`. Required.
+    pub registry: String,
+    /// The base URL pulled from. Default `https://<registry>` (`https://registry-1.docker.io`
+    /// for `docker.io`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Also serve pulls that carry no `?ns=` from this upstream (Docker's `registry-mirrors`
+    /// sends none; it mirrors only Docker Hub). At most one mirror. Default `false`.
+    #[serde(default)]
+    pub default: bool,
+    /// User name for the upstream's token or basic auth. Default: anonymous.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding the password or access token for `username` (e.g. a mounted Secret),
+    /// read at start. Default: none.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connect timeout and the longest wait for any single read from the upstream.
+    /// Default `30s`.
+    #[serde(default = "default_mirror_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_mirror_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl MirrorConfig {
+    /// The base URL pulled from (`url`, or the registry's own).
+    pub fn base_url(&self) -> String {
+        match (&self.url, self.registry.as_str()) {
+            (Some(url), _) => url.clone(),
+            (None, "docker.io") => "https://registry-1.docker.io".to_owned(),
+            (None, host) => format!("https://{host}"),
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -66,6 +114,7 @@ impl Default for AgentConfig {
             cache_capacity_bytes: 50 << 30,
             log: LogConfig::default(),
             shutdown_grace: Duration::from_secs(10),
+            mirrors: Vec::new(),
         }
     }
 }
@@ -172,5 +221,10 @@ mod tests {
         let text = include_str!("../../../deploy/config/agent.toml");
         let c: AgentConfig = shoal_runtime::config::parse(text).unwrap();
         assert_eq!(c.engine.pipeline_depth, 4);
+        assert_eq!(c.mirrors[0].registry, "docker.io");
+        assert_eq!(c.mirrors[0].base_url(), "https://registry-1.docker.io");
+        assert!(c.mirrors[0].default);
+        assert_eq!(c.mirrors[1].base_url(), "https://ghcr.io");
+        assert_eq!(c.mirrors[1].timeout, Duration::from_secs(30));
     }
 }

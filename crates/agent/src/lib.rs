@@ -15,6 +15,7 @@ mod api;
 pub mod config;
 mod downloads;
 mod error;
+mod mirror;
 mod registry;
 mod trackers;
 
@@ -66,6 +67,8 @@ pub struct Agent {
     trackers: Cluster,
     ring_token: CancellationToken,
     build_index: Option<BuildIndexClient>,
+    metrics: Metrics,
+    mirrors: Arc<mirror::Mirrors>,
 }
 
 impl Agent {
@@ -82,6 +85,9 @@ impl Agent {
             .map(BuildIndexClient::new)
             .transpose()
             .map_err(|e| StartError::Config(format!("build_index: {e}")))?;
+        let metrics = Metrics::new("shoal_agent");
+        let mirrors =
+            mirror::Mirrors::new(&config.mirrors, &metrics).map_err(StartError::Config)?;
         let peer_id =
             shoal_p2p::load_or_create_peer_id(&config.data_dir).map_err(StartError::PeerId)?;
         let store_dir = config.data_dir.join("cache");
@@ -105,6 +111,8 @@ impl Agent {
             trackers,
             ring_token,
             build_index,
+            metrics,
+            mirrors: Arc::new(mirrors),
         })
     }
 
@@ -148,7 +156,7 @@ impl Agent {
             self.config.seed_time,
             workers.clone(),
         );
-        let metrics = Metrics::new("shoal_agent");
+        let metrics = self.metrics;
         register_swarm_metrics(&metrics, &swarm);
         let readiness = Readiness::default();
         let registry = registry::AgentStore::new(
@@ -159,10 +167,11 @@ impl Agent {
         let registry_stats = Arc::new(shoal_registry::RegistryStats::default());
         registry_stats.register(&metrics);
         let router = api::router(downloads)
-            .merge(shoal_registry::router_with_stats(
-                Arc::new(registry),
-                registry_stats,
-            ))
+            .merge(
+                shoal_registry::router_with_stats(Arc::new(registry), registry_stats).layer(
+                    axum::middleware::from_fn_with_state(self.mirrors, mirror::layer),
+                ),
+            )
             .merge(admin::routes(metrics, readiness.clone()));
         readiness.set(true);
         tracing::info!(addr = %self.local_addr, peer_addr = %swarm.local_addr(), peer_id = %self.peer_id, "agent listening");

@@ -21,6 +21,7 @@ mod key;
 mod object;
 mod registry;
 mod router;
+mod upstream;
 
 use std::fmt;
 use std::io;
@@ -37,6 +38,7 @@ pub use object::{
 };
 pub use registry::{RegistryBackend, RegistryConfig, RegistryConfigError};
 pub use router::{BackendConfig, BackendRouter, FilesystemConfig, RouteConfig, RouterError, open};
+pub use upstream::{UpstreamRegistry, status_error};
 
 /// A stream of byte chunks: request bodies going into a backend and content coming out.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;

@@ -59,9 +59,10 @@ struct Args {
     /// rather than the network; egress caps alone model upload-bound NICs.
     #[arg(long)]
     agent_ingress_mib_per_sec: Option<f64>,
-    /// Piece length in MiB.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
-    piece_mib: u32,
+    /// A fixed piece length in KiB (default: the origin's choice by blob size, 256 KiB to
+    /// 4 MiB; see `shoal_core::piece_length_for`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    piece_kib: Option<u32>,
     /// Where `shoal-tracker`, `shoal-origin` and `shoal-agent` are (default: the directory of
     /// this executable).
     #[arg(long)]
@@ -164,8 +165,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let origin_cfg = cluster.write_file(
         "origin.toml",
         &format!(
-            "piece_length = {}\n[p2p.transport.bandwidth]\n{}",
-            u64::from(args.piece_mib) * MIB,
+            "{}[p2p.transport.bandwidth]\n{}",
+            args.piece_kib.map_or(String::new(), |k| format!(
+                "piece_length = {0}\nmin_piece_length = {0}\n",
+                u64::from(k) * 1024
+            )),
             bandwidth_toml(0.0, origin_cap)
         ),
     )?;
@@ -350,7 +354,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let run = Run {
         agents: args.agents,
         size,
-        piece_mib: args.piece_mib,
+        piece: shoal_core::piece_length_for(
+            size,
+            args.piece_kib
+                .map_or(shoal_core::DEFAULT_MIN_PIECE_LENGTH, |k| k * 1024),
+            args.piece_kib
+                .map_or(shoal_core::DEFAULT_PIECE_LENGTH, |k| k * 1024),
+        ),
         cap,
         origin_cap,
         min_secs,

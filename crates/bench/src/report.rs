@@ -25,7 +25,8 @@ pub(crate) struct Run {
     pub(crate) agents: u64,
     /// Blob size in bytes.
     pub(crate) size: u64,
-    pub(crate) piece_mib: u32,
+    /// The piece length the origin used.
+    pub(crate) piece: u32,
     /// Agent cap in MiB/s (0: uncapped).
     pub(crate) cap: f64,
     /// Origin egress cap in MiB/s (0: uncapped).
@@ -70,9 +71,9 @@ impl Run {
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         println!();
         println!(
-            "swarm: {} agents, blob {size_mib} MiB, piece {} MiB, agent caps {} in+out, origin egress {}",
+            "swarm: {} agents, blob {size_mib} MiB, piece {} KiB, agent caps {} in+out, origin egress {}",
             self.agents,
-            self.piece_mib,
+            self.piece / 1024,
             cap_text(self.cap),
             cap_text(self.origin_cap)
         );

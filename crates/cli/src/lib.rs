@@ -5,6 +5,8 @@
 //! * `shoal fetch --agent URL --namespace NS DIGEST -o OUT` downloads a blob through an agent,
 //!   verifies it against the digest and only then writes `OUT` (`-o -`: stdout).
 //! * `shoal digest FILE` prints a file's `sha256:` digest.
+//! * `shoal host-config containerd --registry docker.io --agent localhost:5001 --out DIR`
+//!   writes containerd `hosts.toml` files that make the agent a mirror of those registries.
 //! * `shoal dev` runs a whole cluster on loopback: `docker push localhost:5000/demo:1`, then
 //!   `docker pull localhost:5001/demo:1`.
 //!
@@ -18,6 +20,7 @@ mod dev;
 mod digest;
 mod error;
 mod fetch;
+mod host_config;
 mod http;
 mod progress;
 mod push;
@@ -31,6 +34,7 @@ pub use dev::{DevArgs, run_dev};
 pub use digest::file_digest;
 pub use error::CliError;
 pub use fetch::{FetchRequest, fetch};
+pub use host_config::{DEFAULT_HOST_DIR, containerd_hosts_toml, write_containerd};
 pub use push::{DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, PushRequest, push};
 
 /// Shoal: P2P distribution of container-image blobs.
@@ -81,6 +85,28 @@ pub enum Command {
     /// Run a whole cluster on loopback (origin, tracker, build-index, proxy, agent) until
     /// Ctrl-C: push to the proxy, pull from the agent.
     Dev(DevArgs),
+    /// Write a container runtime's registry configuration that makes the agent a mirror.
+    #[command(subcommand)]
+    HostConfig(HostConfig),
+}
+
+/// `shoal host-config` runtimes.
+#[derive(Debug, Subcommand)]
+pub enum HostConfig {
+    /// Write `<out>/<registry>/hosts.toml` for containerd (`config_path` of its CRI registry
+    /// section, usually `/etc/containerd/certs.d`).
+    Containerd {
+        /// A registry host to mirror (repeat for several), or `_default` for every registry
+        /// without its own file.
+        #[arg(long = "registry", default_value = "docker.io")]
+        registries: Vec<String>,
+        /// The agent's registry address as the node reaches it.
+        #[arg(long, default_value = "localhost:5001")]
+        agent: String,
+        /// containerd's registry config directory.
+        #[arg(long, default_value = "/etc/containerd/certs.d")]
+        out: PathBuf,
+    },
 }
 
 /// Runs one command, writing its result to stdout.
@@ -117,6 +143,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Digest { file } => {
             let digest = file_digest(&file).await?;
             print_line(&digest.to_string())
+        }
+        Command::HostConfig(HostConfig::Containerd {
+            registries,
+            agent,
+            out,
+        }) => {
+            for path in write_containerd(&registries, &agent, &out)? {
+                print_line(&path.display().to_string())?;
+            }
+            Ok(())
         }
         Command::Dev(_) => Err(CliError::Usage(
             "`shoal dev` runs its own runtime: call run_dev".into(),

@@ -29,6 +29,34 @@ pub enum BitfieldError {
     SpareBits,
 }
 
+/// The set bits of one word, as piece indices.
+struct Bits {
+    word: u64,
+    base: u32,
+}
+
+impl Bits {
+    fn new(word: u64, index: usize) -> Self {
+        Self {
+            word,
+            base: u32::try_from(index * 64).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl Iterator for Bits {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        if self.word == 0 {
+            return None;
+        }
+        let bit = self.word.trailing_zeros();
+        self.word &= self.word - 1;
+        Some(self.base + bit)
+    }
+}
+
 impl Bitfield {
     /// No pieces, for a torrent of `len` pieces.
     pub fn empty(len: u32) -> Self {
@@ -103,7 +131,20 @@ impl Bitfield {
 
     /// Indices of present pieces, in order.
     pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.len).filter(|&i| self.has_raw(i))
+        self.words
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &w)| Bits::new(w, i))
+    }
+
+    /// Indices of pieces present here and absent from `other`, in order, a word at a time
+    /// (what a peer has that we lack). `other` is expected to have the same length; words it
+    /// lacks count as empty.
+    pub fn difference<'a>(&'a self, other: &'a Self) -> impl Iterator<Item = u32> + 'a {
+        self.words.iter().enumerate().flat_map(move |(i, &w)| {
+            let theirs = other.words.get(i).copied().unwrap_or(0);
+            Bits::new(w & !theirs, i)
+        })
     }
 
     /// The wire form.

@@ -24,4 +24,7 @@ pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
 pub use metainfo::{InfoHash, MetaInfo, MetaInfoBuilder, MetaInfoError};
 pub use name::{NameError, RepoName, Tag};
 pub use peer::PeerId;
-pub use piece::{DEFAULT_PIECE_LENGTH, PieceIndex, PieceLayout, PieceLayoutError};
+pub use piece::{
+    DEFAULT_MIN_PIECE_LENGTH, DEFAULT_PIECE_LENGTH, PieceIndex, PieceLayout, PieceLayoutError,
+    TARGET_PIECES, piece_length_for,
+};

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use shoal_agent::config::MirrorConfig;
 use shoal_agent::{Agent, AgentConfig};
 use shoal_build_index::config::ReplicationRule;
 use shoal_build_index::{BuildIndex, BuildIndexConfig};
@@ -40,6 +41,8 @@ pub struct DevConfig {
     pub replication: Vec<ReplicationRule>,
     /// First retry delay of the build-index's replication queue (doubles per failure).
     pub replication_backoff: Duration,
+    /// Upstream registries the agent mirrors (`?ns=` pull-through; default: none).
+    pub agent_mirrors: Vec<MirrorConfig>,
 }
 
 impl DevConfig {
@@ -56,6 +59,7 @@ impl DevConfig {
             build_index_listen: loopback,
             replication: Vec::new(),
             replication_backoff: Duration::from_secs(1),
+            agent_mirrors: Vec::new(),
         }
     }
 }
@@ -162,6 +166,7 @@ impl DevCluster {
                 bandwidth: config.agent_bandwidth,
                 ..TransportConfig::localhost()
             },
+            mirrors: config.agent_mirrors.clone(),
             ..AgentConfig::default()
         })
         .await

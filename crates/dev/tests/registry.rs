@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, OCI_MANIFEST, push_image};
+use common::{Cluster, OCI_MANIFEST, get_manifest, push_image};
 use reqwest::{Client, StatusCode};
 use serde_json::json;
 use shoal_core::{Algorithm, Digest};
@@ -37,18 +37,7 @@ async fn push_to_proxy_pull_from_agent() {
     let layer_digest = Digest::compute(Algorithm::Sha256, &layer);
 
     // The agent resolves the tag through the build-index and serves the manifest.
-    let resp = http
-        .get(c.agent("team/app/manifests/v1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["content-type"], OCI_MANIFEST);
-    assert_eq!(
-        resp.headers()["docker-content-digest"],
-        manifest_digest.to_string().as_str()
-    );
-    let body = resp.bytes().await.unwrap();
+    let body = get_manifest(&http, &c.agent("team/app/manifests/v1"), &manifest_digest).await;
     assert_eq!(Digest::compute(Algorithm::Sha256, &body), manifest_digest);
 
     // A HEAD answers the size without downloading anything.

@@ -19,6 +19,12 @@ pub struct EngineConfig {
     /// Most connected peers per torrent (dialled and accepted). Default 10, as in Kraken: enough
     /// for a well-connected random graph, few enough that each link runs at a useful rate.
     pub max_connections: usize,
+    /// Most of those connections that this side dials; the rest are kept for peers that dial
+    /// us. Default 5 (half). Without the reserve, peers that start together fill each other's
+    /// slots, the swarm splits into cliques, and a clique without the origin waits until
+    /// another finishes; with it, every peer accepts late joiners and the connection graph
+    /// approaches a random regular graph.
+    pub max_outbound: usize,
     /// Most piece requests kept outstanding per connection to an agent. Default 4: with 4 MiB
     /// pieces this keeps a fast link busy while the next request travels.
     pub pipeline_depth: usize,
@@ -31,7 +37,8 @@ pub struct EngineConfig {
     pub pipeline_window: Duration,
     /// Endgame starts when this many pieces or fewer are missing and all of them are already
     /// requested: they are then requested from every neighbour that has them, and the
-    /// duplicates are cancelled when one copy lands. Default 8.
+    /// duplicates are cancelled when one copy lands. Capped at a sixteenth of the torrent's
+    /// pieces (at least 1). Default 8.
     pub endgame_threshold: u32,
     /// Piece selection policy. Default rarest first.
     pub piece_policy: PiecePolicy,
@@ -64,6 +71,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             max_connections: 10,
+            max_outbound: 5,
             pipeline_depth: 4,
             origin_pipeline_depth: 8,
             pipeline_window: Duration::from_secs(1),

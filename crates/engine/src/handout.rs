@@ -25,7 +25,6 @@
 use std::net::SocketAddr;
 
 use rand::Rng;
-use rand::seq::SliceRandom;
 use shoal_core::PeerId;
 
 /// One peer of a torrent as the tracker knows it from its last announce.
@@ -69,16 +68,43 @@ pub fn handout<R: Rng + ?Sized>(
     for peer in candidates.iter().filter(|p| p.peer_id != *requester) {
         classes[class(peer)].push(peer);
     }
-    let mut out = Vec::with_capacity(limit.min(candidates.len()));
-    for mut members in classes {
-        let want = (limit - out.len()).min(members.len());
-        if want == 0 {
+    let [seeders, origins, others] = &classes;
+    handout_by_class([seeders, origins, others], limit, |_| false, rng)
+        .into_iter()
+        .map(|p| (*p).clone())
+        .collect()
+}
+
+/// The handout over candidates already sorted into their classes (seeders, origins,
+/// in-progress peers), for a caller that keeps them that way (the simulator's tracker): at most
+/// `limit` members, the classes in order, each class's share a uniform random sample in random
+/// order; members for which `skip` holds (the requester) are never returned. Costs
+/// O(`limit`), not O(candidates), which is what lets a simulated tracker answer 10k-peer
+/// swarms. [`handout`] is this function over the classes it builds.
+pub fn handout_by_class<'a, T, R: Rng + ?Sized>(
+    classes: [&'a [T]; 3],
+    limit: usize,
+    skip: impl Fn(&T) -> bool,
+    rng: &mut R,
+) -> Vec<&'a T> {
+    let mut out = Vec::with_capacity(limit.min(classes.iter().map(|c| c.len()).sum()));
+    for members in classes {
+        let room = limit - out.len();
+        if room == 0 {
+            break;
+        }
+        if members.is_empty() {
             continue;
         }
-        // A partial Fisher-Yates shuffle: `want` uniformly chosen members in random order,
-        // without paying for a full shuffle of a large class.
-        let (chosen, _) = members.partial_shuffle(rng, want);
-        out.extend(chosen.iter().map(|p| (*p).clone()));
+        // One extra draw covers a skipped member (the requester appears at most once).
+        let want = (room + 1).min(members.len());
+        let before = out.len();
+        for i in rand::seq::index::sample(rng, members.len(), want) {
+            if !skip(&members[i]) {
+                out.push(&members[i]);
+            }
+        }
+        out.truncate(before + room.min(out.len() - before));
     }
     out
 }
@@ -202,6 +228,32 @@ mod tests {
             "{counts:?}"
         );
         assert!(first.len() > 40, "the first slot rotates too: {first:?}");
+    }
+
+    #[test]
+    fn by_class_skips_the_requester_and_costs_no_scan() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let seeders: Vec<u32> = (0..3).collect();
+        let origins: Vec<u32> = vec![100, 101];
+        let others: Vec<u32> = (1000..101_000).collect();
+        for _ in 0..200 {
+            let got = handout_by_class([&seeders, &origins, &others], 10, |p| *p == 1, &mut rng);
+            assert_eq!(got.len(), 10);
+            assert!(!got.contains(&&1), "the requester is skipped");
+            let got: Vec<u32> = got.into_iter().copied().collect();
+            let mut first: Vec<u32> = got[..2].to_vec();
+            first.sort_unstable();
+            assert_eq!(first, [0, 2], "seeders first");
+            assert!(got[2..4].iter().all(|p| *p >= 100 && *p <= 101), "{got:?}");
+            assert!(got[4..].iter().all(|p| *p >= 1000), "{got:?}");
+            let mut d = got.clone();
+            d.sort_unstable();
+            d.dedup();
+            assert_eq!(d.len(), 10, "distinct");
+        }
+        // Only the requester in a class: nothing from it.
+        let lone = [7u32];
+        assert!(handout_by_class([&lone, &[], &[]], 5, |p| *p == 7, &mut rng).is_empty());
     }
 
     #[test]

@@ -316,18 +316,18 @@ fn corrupt_peer_is_dropped_and_blacklisted() {
 
 #[test]
 fn endgame_requests_duplicates_and_cancels_them() {
-    let layout = PieceLayout::new(2 * u64::from(PIECE), PIECE).unwrap();
+    // 32 pieces of which we have all but 0 and 1 (endgame covers at most a sixteenth of a
+    // torrent: 2 pieces here).
+    let layout = PieceLayout::new(32 * u64::from(PIECE), PIECE).unwrap();
     let now = Instant::now();
-    let mut t = Torrent::new(
-        layout,
-        Bitfield::empty(2),
-        id(0),
-        Role::Agent,
-        test_config(3),
-    );
-    t.handle_connected(id(1), Bitfield::full(2), true, now)
+    let mut have = Bitfield::empty(32);
+    for p in layout.pieces().skip(2) {
+        have.set(p);
+    }
+    let mut t = Torrent::new(layout, have, id(0), Role::Agent, test_config(3));
+    t.handle_connected(id(1), Bitfield::full(32), true, now)
         .unwrap();
-    t.handle_connected(id(2), Bitfield::full(2), true, now)
+    t.handle_connected(id(2), Bitfield::full(32), true, now)
         .unwrap();
     let actions: Vec<Action> = std::iter::from_fn(|| t.poll_action()).collect();
     let requests = |peer: PeerId| {
@@ -474,4 +474,53 @@ fn same_seed_same_run() {
             .collect::<Vec<_>>()
     };
     assert_eq!(run(7), run(7));
+}
+
+#[test]
+fn a_stall_hands_every_stuck_request_to_others_and_puts_the_peer_on_probation() {
+    let layout = PieceLayout::new(8 * u64::from(PIECE), PIECE).unwrap();
+    let t0 = Instant::now();
+    let mut t = Torrent::new(layout, empty(8), id(0), Role::Agent, test_config(5));
+    t.handle_connected(id(1), full(8), false, t0).unwrap();
+    let pieces = |actions: &[Action], cancels: bool, to: Option<PeerId>| -> Vec<u32> {
+        actions
+            .iter()
+            .filter_map(|a| match *a {
+                Action::Request { peer, piece } if !cancels && to.is_none_or(|p| p == peer) => {
+                    Some(piece.get())
+                }
+                Action::Cancel { piece, .. } if cancels => Some(piece.get()),
+                _ => None,
+            })
+            .collect()
+    };
+    let actions: Vec<Action> = std::iter::from_fn(|| t.poll_action()).collect();
+    let first = pieces(&actions, false, None);
+    assert_eq!(first.len(), 2, "two requests before a rate is known");
+    // Nothing arrives for the request timeout (3 s in the test config).
+    let later = t0 + Duration::from_secs(4);
+    assert!(t.poll_timeout().is_some_and(|d| d <= later));
+    t.handle_timeout(later);
+    let actions: Vec<Action> = std::iter::from_fn(|| t.poll_action()).collect();
+    let cancelled = pieces(&actions, true, None);
+    assert_eq!(
+        cancelled.len(),
+        2,
+        "every stuck request, not just the oldest: {actions:?}"
+    );
+    let retried = pieces(&actions, false, None);
+    assert_eq!(
+        retried.len(),
+        1,
+        "one request at a time on probation: {actions:?}"
+    );
+    assert!(
+        !first.contains(&retried[0]),
+        "not a piece that just stalled there"
+    );
+    // Another peer gets the stuck pieces.
+    t.handle_connected(id(2), full(8), false, later).unwrap();
+    let actions: Vec<Action> = std::iter::from_fn(|| t.poll_action()).collect();
+    let to_other = pieces(&actions, false, Some(id(2)));
+    assert!(!to_other.is_empty());
 }

@@ -47,7 +47,8 @@ pub(crate) struct Blobs {
     pub(crate) writeback: Writeback,
     /// Replication to the other owners, with a cluster.
     pub(crate) replication: Option<Replication>,
-    piece_length: u32,
+    /// Piece lengths of generated metainfo: (min, max), see `shoal_core::piece_length_for`.
+    piece_lengths: (u32, u32),
     fetches: SingleFlight<Digest, Result<u64, ApiError>>,
     metainfos: SingleFlight<Digest, Result<Arc<MetaInfo>, ApiError>>,
     /// Info hashes of the metainfo handed out, so peers asking for a torrent find its blob.
@@ -61,7 +62,7 @@ impl Blobs {
         backends: Arc<BackendRouter>,
         writeback: Writeback,
         replication: Option<Replication>,
-        piece_length: u32,
+        piece_lengths: (u32, u32),
         metrics: BlobMetrics,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -69,7 +70,7 @@ impl Blobs {
             backends,
             writeback,
             replication,
-            piece_length,
+            piece_lengths,
             fetches: SingleFlight::default(),
             metainfos: SingleFlight::default(),
             seeds: parking_lot::Mutex::default(),
@@ -394,7 +395,7 @@ impl Blobs {
         self: &Arc<Self>,
         digest: Digest,
     ) -> Result<Arc<MetaInfo>, ApiError> {
-        let (store, piece_length) = (self.store.clone(), self.piece_length);
+        let (store, (min, max)) = (self.store.clone(), self.piece_lengths);
         self.metainfos
             .run(digest, move || async move {
                 blocking(move || -> Result<Arc<MetaInfo>, ApiError> {
@@ -402,6 +403,7 @@ impl Blobs {
                         return Ok(Arc::new(m));
                     }
                     let reader = store.open_blob(&digest)?;
+                    let piece_length = shoal_core::piece_length_for(reader.size(), min, max);
                     let mut builder = MetaInfoBuilder::new(piece_length)
                         .map_err(|e| ApiError::Internal(e.to_string()))?;
                     let mut buf = vec![0u8; READ_CHUNK];

@@ -27,8 +27,15 @@ pub struct OriginConfig {
     /// Where the origin keeps its blob cache, uploads in progress and write-back queue.
     /// Default `/var/lib/shoal/origin`.
     pub data_dir: PathBuf,
-    /// Piece length of the metainfo generated for blobs, in bytes. Default 4 MiB.
+    /// Largest piece length of the metainfo generated for blobs, in bytes. Default 4 MiB.
+    /// Each blob gets the largest power of two that still cuts it into at least 512 pieces,
+    /// within `min_piece_length..=piece_length` (`shoal_core::piece_length_for`): a 128 MiB
+    /// layer gets 256 KiB pieces, a 1.5 GB one 2 MiB, 2 GiB and up 4 MiB. Every origin of a
+    /// cluster must use the same two values (the piece length is part of the info hash).
     pub piece_length: u32,
+    /// Smallest piece length, in bytes. Default 256 KiB. Equal to `piece_length` for one
+    /// fixed length.
+    pub min_piece_length: u32,
     /// The local blob cache.
     pub store: StoreSection,
     /// Namespace → backend routes, first match wins. Default (empty list): every namespace
@@ -65,6 +72,7 @@ impl Default for OriginConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 7100)),
             data_dir: PathBuf::from("/var/lib/shoal/origin"),
             piece_length: shoal_core::DEFAULT_PIECE_LENGTH,
+            min_piece_length: shoal_core::DEFAULT_MIN_PIECE_LENGTH,
             store: StoreSection::default(),
             backends: Vec::new(),
             cluster_id: None,

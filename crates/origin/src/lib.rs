@@ -190,7 +190,7 @@ impl Origin {
             backends,
             writeback.clone(),
             replication.clone(),
-            config.piece_length,
+            (config.min_piece_length, config.piece_length),
             m.blobs,
         );
         let repair = replication
@@ -339,6 +339,8 @@ fn validate(config: &OriginConfig, given_cluster: bool) -> Result<(), StartError
     }
     shoal_core::PieceLayout::new(0, config.piece_length)
         .map_err(|e| StartError::Config(format!("piece_length: {e}")))?;
+    shoal_core::PieceLayout::new(0, config.min_piece_length)
+        .map_err(|e| StartError::Config(format!("min_piece_length: {e}")))?;
     if let Some(c) = config.cluster().filter(|_| !given_cluster) {
         c.validate()?;
         if config.cluster_id.is_none() && config.listen.ip().is_unspecified() {

@@ -24,6 +24,12 @@ struct Args {
     /// Listen address of the peer (QUIC) transport (overrides `p2p.transport.listen`).
     #[arg(long)]
     peer_listen: Option<SocketAddr>,
+    /// This origin's id in its cluster, e.g. `$(POD_IP):7100` (overrides `cluster_id`).
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// The peer address agents should dial (overrides `p2p.advertise_addr`).
+    #[arg(long)]
+    advertise_addr: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +47,8 @@ fn main() -> ExitCode {
     if let Some(addr) = args.peer_listen {
         config.p2p.transport.listen = addr;
     }
+    config.cluster_id = args.cluster_id.or(config.cluster_id);
+    config.p2p.advertise_addr = args.advertise_addr.or(config.p2p.advertise_addr);
     telemetry::init(&config.log);
     shutdown::run_until_signal(config.shutdown_grace, |token| async move {
         Origin::bind(config).await?.run(token).await

@@ -10,7 +10,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_shoal-origin");
 
 #[test]
 fn help_exits_zero() {
-    shoal_testkit::assert_help_lists(BIN, &["--listen", "--data-dir", "--config"]);
+    shoal_testkit::assert_help_lists(
+        BIN,
+        &[
+            "--listen",
+            "--data-dir",
+            "--config",
+            "--cluster-id",
+            "--advertise-addr",
+        ],
+    );
 }
 
 #[test]

@@ -101,7 +101,9 @@ async fn miss_fetches_from_backend_once_and_serves() {
         .await
         .unwrap();
     let meta = shoal_core::MetaInfo::decode(&resp.bytes().await.unwrap()).unwrap();
-    assert_eq!(meta.layout().piece_count(), 2);
+    // 5 MiB: the largest power of two giving ≥ 512 pieces is below the 256 KiB floor.
+    assert_eq!(meta.layout().piece_len(), 256 << 10);
+    assert_eq!(meta.layout().piece_count(), 21);
     // A fetched blob is not written back again.
     assert_eq!(backend.puts.load(Ordering::SeqCst), 0);
     origin.stop().await;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use shoal_core::{MetaInfo, PeerId};
+use shoal_engine::seeding::{DEFAULT_UPLOAD_QUEUE, admit_upload};
 use shoal_transport::{ControlReceiver, RequestReceiver, SessionSender};
 use shoal_wire::{ErrorCode, Message};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc};
 use tokio::time::Instant;
 
 use crate::source::Source;
@@ -75,9 +76,30 @@ pub(crate) async fn serve(
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
-        // Host-wide bound on pieces held in memory while they are sent.
-        let Ok(host_permit) = Arc::clone(&swarm.serving).acquire_owned().await else {
-            return;
+        // Host-wide bound on pieces held in memory while they are sent, and on requests
+        // waiting for the uplink: beyond that the request is refused at once, so the
+        // requester asks another holder instead of queueing here (`admit_upload`).
+        let host_permit = match Arc::clone(&swarm.serving).try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => return,
+            Err(TryAcquireError::NoPermits) => {
+                let waiting = swarm.serving_waiting.load(Ordering::Relaxed);
+                if !admit_upload(waiting, DEFAULT_UPLOAD_QUEUE) {
+                    drop(permit);
+                    swarm.stats.busy_refusals.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        let _ = req.reject(ErrorCode::PieceUnavailable, "busy").await;
+                    });
+                    continue;
+                }
+                swarm.serving_waiting.fetch_add(1, Ordering::Relaxed);
+                let p = Arc::clone(&swarm.serving).acquire_owned().await;
+                swarm.serving_waiting.fetch_sub(1, Ordering::Relaxed);
+                let Ok(p) = p else {
+                    return;
+                };
+                p
+            }
         };
         let (meta, source, events) = (Arc::clone(&meta), source.clone(), events.clone());
         let (swarm, ledger) = (Arc::clone(&swarm), ledger.clone());

@@ -171,6 +171,10 @@ async fn agents_download_from_an_origin_and_each_other() {
         origin_up < u64::from(n) * data.len() as u64,
         "origin uploaded {origin_up} of {total_down}"
     );
+    // Six agents asking at once overflow the capped origin's upload queue (4 sending, 2
+    // waiting): some requests were refused as busy, and every agent still completed.
+    let busy = origin.stats().busy_refusals.load(Ordering::Relaxed);
+    assert!(busy > 0, "the origin refused nothing as busy");
     token.cancel();
 }
 

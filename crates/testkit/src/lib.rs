@@ -101,7 +101,7 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts `bin` with `args` (logging at `info`, stderr piped) and waits up to 30 s for the
     /// log line containing `marker` (e.g. `"origin listening"`), whose `addr=HOST:PORT` field
-    /// is the bound address. Panics if it never comes (the test fails with the reason).
+    /// (or `"addr":"HOST:PORT"` in JSON logs) is the bound address. Panics if it never comes (the test fails with the reason).
     pub fn start<I, S>(bin: &str, args: I, marker: &'static str) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -121,10 +121,17 @@ impl ServiceProcess {
         // Keeps draining stderr for the life of the process, so it never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains(marker)
-                    && let Some(rest) = line.split("addr=").nth(1)
-                {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                if !line.contains(marker) {
+                    continue;
+                }
+                let addr = if let Some(rest) = line.split("addr=").nth(1) {
+                    rest.split_whitespace().next()
+                } else {
+                    line.split("\"addr\":\"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                };
+                if let Some(addr) = addr {
                     let _ = tx.send(addr.to_owned());
                 }
             }

@@ -210,6 +210,11 @@ impl Transport {
         session::open(self.inner.clone(), conn, ours).await
     }
 
+    /// Whether sending is capped by an egress bucket.
+    pub fn egress_limited(&self) -> bool {
+        self.inner.egress.is_some()
+    }
+
     /// Number of open QUIC connections (dialed and accepted).
     pub fn connection_count(&self) -> usize {
         self.inner.live_connections.load(Ordering::Relaxed)

@@ -9,7 +9,30 @@ use shoal_core::{Algorithm, Digest};
 use shoal_dev::{DevAddrs, DevCluster, DevConfig};
 use tokio_util::sync::CancellationToken;
 
+pub mod manifests;
+
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Where the push helpers push: the dev cluster's proxy, or another registry.
+pub trait PushTarget {
+    /// `host:port` of the registry.
+    fn push_host(&self) -> String;
+}
+
+impl PushTarget for Cluster {
+    fn push_host(&self) -> String {
+        self.addrs.proxy.to_string()
+    }
+}
+
+/// Any registry by `host:port` (e.g. the reference registry).
+pub struct Registry(pub String);
+
+impl PushTarget for Registry {
+    fn push_host(&self) -> String {
+        self.0.clone()
+    }
+}
 
 pub struct Cluster {
     pub addrs: DevAddrs,
@@ -58,10 +81,11 @@ impl Cluster {
 }
 
 /// Pushes a blob with POST + two PATCH chunks + PUT.
-pub async fn push_blob(http: &Client, c: &Cluster, repo: &str, data: &[u8]) -> Digest {
+pub async fn push_blob(http: &Client, c: &impl PushTarget, repo: &str, data: &[u8]) -> Digest {
+    let host = c.push_host();
     let digest = Digest::compute(Algorithm::Sha256, data);
     let resp = http
-        .post(c.proxy(&format!("{repo}/blobs/uploads/")))
+        .post(format!("http://{host}/v2/{repo}/blobs/uploads/"))
         .send()
         .await
         .unwrap();
@@ -69,7 +93,7 @@ pub async fn push_blob(http: &Client, c: &Cluster, repo: &str, data: &[u8]) -> D
     let mut location = resp.headers()["location"].to_str().unwrap().to_owned();
     let half = data.len() / 2;
     for (start, chunk) in [(0, &data[..half]), (half, &data[half..])] {
-        let url = format!("http://{}{location}", c.addrs.proxy);
+        let url = absolute(&host, &location);
         let resp = http
             .patch(url)
             .header("content-type", "application/octet-stream")
@@ -87,8 +111,8 @@ pub async fn push_blob(http: &Client, c: &Cluster, repo: &str, data: &[u8]) -> D
     let sep = if location.contains('?') { '&' } else { '?' };
     let resp = http
         .put(format!(
-            "http://{}{location}{sep}digest={digest}",
-            c.addrs.proxy
+            "{}{sep}digest={digest}",
+            absolute(&host, &location)
         ))
         .send()
         .await
@@ -102,7 +126,22 @@ pub async fn push_blob(http: &Client, c: &Cluster, repo: &str, data: &[u8]) -> D
     digest
 }
 
-pub async fn push_image(http: &Client, c: &Cluster, repo: &str, tag: &str, layer: &[u8]) -> Digest {
+/// A `Location` as a URL (the reference registry answers absolute ones, the proxy paths).
+fn absolute(host: &str, location: &str) -> String {
+    if location.starts_with("http") {
+        location.to_owned()
+    } else {
+        format!("http://{host}{location}")
+    }
+}
+
+pub async fn push_image(
+    http: &Client,
+    c: &impl PushTarget,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+) -> Digest {
     let config = json!({"architecture": "amd64", "os": "linux", "tag": tag}).to_string();
     let config_digest = push_blob(http, c, repo, config.as_bytes()).await;
     let layer_digest = push_blob(http, c, repo, layer).await;
@@ -116,17 +155,38 @@ pub async fn push_image(http: &Client, c: &Cluster, repo: &str, tag: &str, layer
     push_manifest(http, c, repo, tag, OCI_MANIFEST, &manifest).await
 }
 
+/// GETs an OCI manifest at `url` and asserts a `200` with its media type and `digest`;
+/// returns the body.
+pub async fn get_manifest(http: &Client, url: &str, digest: &Digest) -> bytes::Bytes {
+    let resp = http
+        .get(url)
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{url}");
+    assert_eq!(resp.headers()["content-type"], OCI_MANIFEST);
+    assert_eq!(
+        resp.headers()["docker-content-digest"],
+        digest.to_string().as_str()
+    );
+    resp.bytes().await.unwrap()
+}
+
 /// Pushes a manifest (any media type) by tag; returns its digest.
 pub async fn push_manifest(
     http: &Client,
-    c: &Cluster,
+    c: &impl PushTarget,
     repo: &str,
     reference: &str,
     media_type: &str,
     body: &str,
 ) -> Digest {
     let resp = http
-        .put(c.proxy(&format!("{repo}/manifests/{reference}")))
+        .put(format!(
+            "http://{}/v2/{repo}/manifests/{reference}",
+            c.push_host()
+        ))
         .header("content-type", media_type)
         .body(body.to_owned())
         .send()
