@@ -180,6 +180,12 @@ pub struct Sim {
     progress: Progress,
     events: u64,
     refusals: u64,
+    /// The shortest delay after `now` of any deadline an engine input creates (the refusal
+    /// backoff, the avoid window after a refusal, the request timeout): see [`Sim::arm`].
+    /// Deadlines derived from older instants (a connection idle since long ago, a blacklist
+    /// entry that matters again once new candidates arrive) may be served up to this late,
+    /// which those coarse timers (60 s, 10 s) do not notice.
+    arm_guard: Nanos,
     /// Recipients of HAVE batches, and the free batch slots.
     batches: Vec<Vec<u32>>,
     free_batches: Vec<u32>,
@@ -227,6 +233,15 @@ impl Sim {
             refusals: 0,
             batches: Vec::new(),
             free_batches: Vec::new(),
+            arm_guard: {
+                let c = scenario.engine.config(0);
+                nanos(
+                    c.refusal_backoff
+                        .min(c.request_timeout_min / 5)
+                        .min(c.request_timeout_min)
+                        .min(c.busy_retry),
+                )
+            },
             blobs,
             scenario: scenario.clone(),
         };
@@ -894,9 +909,16 @@ impl Sim {
     fn arm(&mut self, h: u32, b: u32) {
         let now = self.now;
         let t0 = self.t0;
+        let guard = self.arm_guard;
         let Some(slot) = self.slot(h, b) else {
             return;
         };
+        // A timer due within the guard is already armed: every deadline an input can create
+        // lies at least that far ahead (see `arm_guard`), so asking the engine again (the
+        // costliest call at 10k hosts) could only find the same or a later one.
+        if slot.timer_at.is_some_and(|t| t <= now + guard) {
+            return;
+        }
         let Some(deadline) = slot.torrent.poll_timeout() else {
             return;
         };
