@@ -125,6 +125,9 @@ impl Default for AgentConfig {
 pub struct EngineSection {
     /// Peers per torrent. Default 10.
     pub max_connections: usize,
+    /// Of those, most that this agent dials; the rest wait for peers that dial it, so
+    /// agents that start together do not fill each other's slots. Default 5.
+    pub max_outbound: usize,
     /// Outstanding piece requests per agent connection. Default 4.
     pub pipeline_depth: usize,
     /// Outstanding piece requests per origin connection. Default 8.
@@ -164,6 +167,7 @@ impl Default for EngineSection {
         let d = EngineConfig::default();
         Self {
             max_connections: d.max_connections,
+            max_outbound: d.max_outbound,
             pipeline_depth: d.pipeline_depth,
             origin_pipeline_depth: d.origin_pipeline_depth,
             pipeline_window: d.pipeline_window,
@@ -181,6 +185,7 @@ impl EngineSection {
     pub fn to_engine(&self, seed: u64) -> EngineConfig {
         EngineConfig {
             max_connections: self.max_connections,
+            max_outbound: self.max_outbound,
             pipeline_depth: self.pipeline_depth,
             origin_pipeline_depth: self.origin_pipeline_depth,
             pipeline_window: self.pipeline_window,

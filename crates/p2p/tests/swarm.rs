@@ -139,7 +139,9 @@ async fn agents_download_from_an_origin_and_each_other() {
             is_origin: false,
         })
         .collect();
-    everyone.push(origin_info(&origin));
+    // The origin first, as the tracker hands it out before peers still downloading: every
+    // agent dials it at once.
+    everyone.insert(0, origin_info(&origin));
     let mut handles = Vec::new();
     for (s, store) in &agents {
         let partial = store.partial(&meta).unwrap();
@@ -171,8 +173,9 @@ async fn agents_download_from_an_origin_and_each_other() {
         origin_up < u64::from(n) * data.len() as u64,
         "origin uploaded {origin_up} of {total_down}"
     );
-    // Six agents asking at once overflow the capped origin's upload queue (4 sending, 2
-    // waiting): some requests were refused as busy, and every agent still completed.
+    // Six agents asking at once (two requests each) overflow the capped origin's upload
+    // queue (one piece sending, four waiting): some requests were refused as busy, and every
+    // agent still completed.
     let busy = origin.stats().busy_refusals.load(Ordering::Relaxed);
     assert!(busy > 0, "the origin refused nothing as busy");
     token.cancel();
