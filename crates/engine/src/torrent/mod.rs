@@ -5,6 +5,8 @@
 //! from [`Torrent::poll_timeout`]. All collections are ordered (`BTreeMap`) and randomness
 //! comes from a seeded RNG, so the same inputs give the same outputs.
 
+mod fill;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -12,11 +14,11 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use shoal_core::{Bitfield, PeerId, PieceIndex, PieceLayout};
 
-use crate::config::{EngineConfig, PiecePolicy};
+use crate::config::EngineConfig;
 use crate::interface::{
     Action, ConnectFailure, DisconnectReason, PeerInfo, PieceOutcome, Refusal, Role, TorrentStats,
 };
-use crate::picker::{Best, Rarity};
+use crate::picker::Rarity;
 
 /// Requests to keep outstanding with a peer: enough to cover `window` of transfer at its
 /// measured rate, plus one, at most `max` (two until a rate is known). A slow or shared link
@@ -102,9 +104,6 @@ pub struct Torrent {
     /// A reader streams the blob from this piece on: its next missing pieces go first.
     stream_from: Option<u32>,
 }
-
-/// Pieces past a streaming reader's position that are requested before anything else.
-const STREAM_WINDOW: u32 = 2;
 
 impl Torrent {
     /// A torrent with `layout`, of which we already have `have` (e.g. after a restart).
@@ -625,148 +624,6 @@ impl Torrent {
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
             self.fill(&id, now);
-        }
-    }
-
-    /// A reader is streaming the blob and waits for `piece` (or `None`: no reader waits). The
-    /// first [`STREAM_WINDOW`] missing pieces from there are requested before anything else
-    /// (rarest-first still orders the rest), so a client gets its leading bytes early without
-    /// the swarm losing piece diversity. Tops up every pipeline at once.
-    pub fn handle_stream_position(&mut self, piece: Option<u32>, now: Instant) {
-        self.stream_from = piece.filter(|p| *p < self.layout.piece_count());
-        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
-        for id in ids {
-            self.fill(&id, now);
-        }
-    }
-
-    /// The next missing pieces a streaming reader waits for, not yet requested.
-    fn stream_wanted(&self) -> Vec<u32> {
-        let Some(from) = self.stream_from else {
-            return Vec::new();
-        };
-        (from..self.layout.piece_count())
-            .filter(|p| !self.have.has_index(*p))
-            .take(STREAM_WINDOW as usize)
-            .filter(|p| !self.inflight.contains_key(p))
-            .collect()
-    }
-
-    /// Missing pieces at which endgame starts: the configured threshold, but at most a
-    /// sixteenth of the torrent (at least 1). In a small torrent, 8 pieces would be a quarter
-    /// of it sent twice; a sixteenth keeps the duplicates few while still covering the tail
-    /// (a capped 32-piece swarm went from 1.72× to 1.59× the minimum in the simulator).
-    fn endgame_threshold(&self) -> u32 {
-        self.config
-            .endgame_threshold
-            .min((self.layout.piece_count() / 16).max(1))
-    }
-
-    /// Tops up `peer`'s pipeline.
-    fn fill(&mut self, id: &PeerId, now: Instant) {
-        if self.is_complete() {
-            return;
-        }
-        let Some(peer) = self.peers.get(id) else {
-            return;
-        };
-        if peer.refused_until.is_some_and(|until| until > now) {
-            return;
-        }
-        let max_depth = if peer.is_origin {
-            self.config.origin_pipeline_depth
-        } else {
-            self.config.pipeline_depth
-        };
-        let depth = adaptive_depth(
-            peer.rate,
-            self.layout.piece_len(),
-            self.config.pipeline_window,
-            max_depth,
-        );
-        let depth = if peer.probation { 1 } else { depth };
-        let free = depth.saturating_sub(peer.requests.len());
-        if free == 0 {
-            return;
-        }
-        // A streaming reader's next pieces first, from whichever peer has them and has not
-        // just refused them (an origin refuses a piece it has just sent to someone else).
-        let avoided = |p: &u32| {
-            self.is_avoided[*p as usize]
-                && self
-                    .avoid
-                    .get(p)
-                    .is_some_and(|(who, until)| who == id && *until > now)
-        };
-        let mut picks: Vec<u32> = self
-            .stream_wanted()
-            .into_iter()
-            .filter(|p| peer.bitfield.has_index(*p) && !avoided(p))
-            .take(free)
-            .collect();
-        let wanted = |p: u32, picks: &[u32]| {
-            !self.is_inflight[p as usize] && !picks.contains(&p) && !avoided(&p)
-        };
-        if picks.len() < free {
-            // A peer with few of the pieces we lack: scan its pieces. Otherwise walk our
-            // missing pieces rarest first; the first ones it has are the picks.
-            let sparse = (peer.bitfield.count_ones() as usize) * 4 < self.rarity.missing();
-            if sparse {
-                let mut best = Best::new(free - picks.len());
-                for p in peer.bitfield.difference(&self.have) {
-                    if wanted(p, &picks) {
-                        let availability = self.rarity.get(p);
-                        best.offer(self.config.piece_policy, p, availability, &mut self.rng);
-                    }
-                }
-                picks.extend(best.into_pieces());
-            } else {
-                let mut found = Vec::with_capacity(free - picks.len());
-                let room = free - picks.len();
-                let mut visit = |p: u32| {
-                    if peer.bitfield.has_index(p) && wanted(p, &picks) {
-                        found.push(p);
-                    }
-                    found.len() < room
-                };
-                match self.config.piece_policy {
-                    // Pieces no connected peer has cannot come from this one.
-                    PiecePolicy::RarestFirst => self.rarity.walk(1, &mut self.rng, &mut visit),
-                    PiecePolicy::Random => self.rarity.walk_all(&mut self.rng, &mut visit),
-                }
-                picks.extend(found);
-            }
-        }
-        let missing = self.layout.piece_count() - self.have.count_ones();
-        if picks.len() < free && missing <= self.endgame_threshold() {
-            // Endgame: ask for pieces already requested elsewhere, least-requested first.
-            let mut dup = Best::new(free - picks.len());
-            for (p, holders) in &self.inflight {
-                if peer.bitfield.has_index(*p)
-                    && !holders.contains(id)
-                    && !peer.requests.contains_key(p)
-                {
-                    let n = u32::try_from(holders.len()).unwrap_or(u32::MAX);
-                    dup.offer(PiecePolicy::RarestFirst, *p, n, &mut self.rng);
-                }
-            }
-            picks.extend(dup.into_pieces());
-        }
-        let Some(peer) = self.peers.get_mut(id) else {
-            return;
-        };
-        if peer.requests.is_empty() && !picks.is_empty() {
-            peer.progress_at = now;
-        }
-        for p in picks {
-            peer.requests.insert(p, now);
-            self.inflight.entry(p).or_default().insert(*id);
-            self.is_inflight[p as usize] = true;
-            let piece = self
-                .layout
-                .piece(p)
-                .expect("from a bitfield of this layout");
-            self.actions.push_back(Action::Request { peer: *id, piece });
         }
     }
 
