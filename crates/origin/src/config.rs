@@ -34,7 +34,8 @@ pub struct OriginConfig {
     /// cluster must use the same two values (the piece length is part of the info hash).
     pub piece_length: u32,
     /// Smallest piece length, in bytes. Default 256 KiB. Equal to `piece_length` for one
-    /// fixed length.
+    /// fixed length, e.g. while upgrading a cluster whose origins generated 4 MiB metainfo
+    /// before the size rule existed (metainfo already stored is kept, so replicas must agree).
     pub min_piece_length: u32,
     /// The local blob cache.
     pub store: StoreSection,
