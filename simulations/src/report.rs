@@ -15,7 +15,7 @@ type Curve = Vec<(f64, f64)>;
 /// Width of a progress bucket.
 const BUCKET: Nanos = 10_000_000;
 
-/// Bytes received and hosts finished over time, in 10 ms buckets.
+/// New bytes received (duplicates not counted) and hosts finished over time, in 10 ms buckets.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
     bytes: Vec<u64>,
@@ -352,7 +352,7 @@ impl Outcome {
             "fraction",
             &[
                 Series {
-                    name: "bytes received",
+                    name: "new bytes received",
                     points: bytes,
                 },
                 Series {

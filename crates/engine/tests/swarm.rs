@@ -524,3 +524,31 @@ fn a_stall_hands_every_stuck_request_to_others_and_puts_the_peer_on_probation() 
     let to_other = pieces(&actions, false, Some(id(2)));
     assert!(!to_other.is_empty());
 }
+
+#[test]
+fn half_the_connections_are_kept_for_peers_that_dial_us() {
+    let layout = PieceLayout::new(8 * u64::from(PIECE), PIECE).unwrap();
+    let now = Instant::now();
+    let config = test_config(9);
+    let mut t = Torrent::new(layout, empty(8), id(0), Role::Agent, config.clone());
+    let peers: Vec<PeerInfo> = (1..=20)
+        .map(|i| PeerInfo {
+            peer_id: id(i),
+            addr: addr(i),
+            is_origin: false,
+        })
+        .collect();
+    t.handle_peers(peers, now);
+    let dials = std::iter::from_fn(|| t.poll_action())
+        .filter(|a| matches!(a, Action::Connect { .. }))
+        .count();
+    assert_eq!(dials, config.max_outbound, "dials only its outbound share");
+    // Peers that dial us fill the rest, up to the connection limit.
+    let mut accepted = 0;
+    for i in 21..40 {
+        if t.handle_connected(id(i), empty(8), false, now).is_ok() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, config.max_connections - config.max_outbound);
+}

@@ -756,8 +756,9 @@ impl Sim {
         host.received += len;
         if duplicate {
             host.duplicates += len;
+        } else {
+            self.progress.bytes(self.now, len);
         }
-        self.progress.bytes(self.now, len);
         self.drain(to, blob);
     }
 }

@@ -596,9 +596,7 @@ impl Torrent {
             return;
         }
         let mut skipped = VecDeque::new();
-        while self.peers.len() + self.dialing.len() < self.config.max_connections
-            && outbound < self.config.max_outbound.max(1)
-        {
+        while room(self, outbound) {
             let Some(c) = self.candidates.pop_front() else {
                 break;
             };
