@@ -136,13 +136,8 @@ impl Sim {
     }
 
     pub(super) fn finished(&mut self, h: u32, b: u32) {
+        // The engine reports `Finished` once per torrent.
         let now = self.now;
-        if let Some(slot) = self.slot(h, b) {
-            if slot.done {
-                return;
-            }
-            slot.done = true;
-        }
         // Real agents announce completion right away, so they are handed out as seeders.
         self.swarms[b as usize].announce(h, false, true, now);
         let host = &mut self.hosts[h as usize];

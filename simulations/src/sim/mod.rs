@@ -143,7 +143,6 @@ struct Slot {
     ledger: Option<SeedLedger>,
     /// The earliest timer event queued for this torrent.
     timer_at: Option<Nanos>,
-    done: bool,
 }
 
 struct Upload {
@@ -269,7 +268,6 @@ impl Sim {
                             ),
                             ledger: Some(SeedLedger::new(n, window)),
                             timer_at: None,
-                            done: true,
                         });
                         sim.swarms[b].announce(h, true, true, 0);
                     }
@@ -544,7 +542,6 @@ impl Sim {
                 ),
                 ledger: None,
                 timer_at: None,
-                done: false,
             });
             self.announce(h, b as u32);
         }

@@ -124,7 +124,7 @@ impl Torrent {
                 picks.extend(found);
             }
         }
-        let missing = self.layout.piece_count() - self.have.count_ones();
+        let missing = u32::try_from(self.rarity.missing()).unwrap_or(u32::MAX);
         if picks.len() < free && missing <= self.endgame_threshold() {
             // Endgame: ask for pieces already requested elsewhere, least-requested first.
             let mut dup = Best::new(free - picks.len());
