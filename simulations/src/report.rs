@@ -23,10 +23,6 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-
     fn slot<T: Default + Clone>(v: &mut Vec<T>, at: Nanos) -> &mut T {
         let i = (at / BUCKET) as usize;
         if v.len() <= i {
@@ -74,8 +70,6 @@ pub struct Outcome {
     pub scenario: Scenario,
     /// Bytes of all blobs together (what each agent needs).
     pub blob_bytes: u64,
-    /// Size of the largest blob.
-    pub largest_blob: u64,
     /// Per blob, the upload capacity of the origins holding it.
     pub owner_upload: Vec<f64>,
     /// Per blob, its size.

@@ -230,7 +230,7 @@ impl Sim {
                 nanos(t.cross_zone_latency),
             ],
             pending: scenario.hosts.count,
-            progress: Progress::new(),
+            progress: Progress::default(),
             events: 0,
             refusals: 0,
             batches: Vec::new(),

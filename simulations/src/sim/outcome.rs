@@ -37,12 +37,6 @@ impl Sim {
         Outcome {
             scenario: self.scenario,
             blob_bytes: total,
-            largest_blob: self
-                .blobs
-                .iter()
-                .map(|b| b.layout.blob_len())
-                .max()
-                .unwrap_or(0),
             owner_upload: self
                 .blobs
                 .iter()

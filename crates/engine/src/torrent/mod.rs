@@ -551,12 +551,7 @@ impl Torrent {
     /// each request's age, is what counts: a busy uploader that delivers steadily is never
     /// timed out, however long its queue. `None` without outstanding requests.
     fn stall_deadline(&self, peer: &Peer) -> Option<Instant> {
-        (!peer.requests.is_empty()).then(|| self.stall_at(peer))
-    }
-
-    /// When a peer with outstanding requests times out (see [`Self::stall_deadline`]).
-    fn stall_at(&self, peer: &Peer) -> Instant {
-        peer.progress_at + peer.stall_timeout
+        (!peer.requests.is_empty()).then(|| peer.progress_at + peer.stall_timeout)
     }
 
     fn ban(&mut self, peer: PeerId, until: Instant) {
