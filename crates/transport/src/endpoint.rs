@@ -32,6 +32,11 @@ const STREAM_RECEIVE_WINDOW: u32 = 8 << 20;
 const CONNECTION_WINDOW: u32 = 32 << 20;
 /// Largest UDP payload MTU discovery tries (jumbo frames).
 const MTU_UPPER_BOUND: u16 = 8952;
+/// Ack-eliciting packets a peer may receive before it must acknowledge (QUIC ACK frequency
+/// extension; the default 1 acknowledges every other packet). Fewer ACKs mean fewer packets,
+/// syscalls and wake-ups on both sides; loss is still detected by the reordering threshold
+/// and by `max_ack_delay`.
+const ACK_ELICITING_THRESHOLD: u32 = 8;
 /// Incoming sessions waiting for [`Acceptor::accept`]; beyond this they are rejected.
 const ACCEPT_QUEUE: usize = 256;
 /// Incoming requests waiting for [`crate::RequestReceiver::next`], per session.
@@ -117,6 +122,8 @@ fn quic_transport_config(cfg: &TransportConfig) -> Result<quinn::TransportConfig
     // loopback and jumbo-frame networks; elsewhere discovery settles at the path MTU.
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(MTU_UPPER_BOUND);
+    let mut acks = quinn::AckFrequencyConfig::default();
+    acks.ack_eliciting_threshold(VarInt::from_u32(ACK_ELICITING_THRESHOLD));
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(idle))
         .keep_alive_interval(Some(cfg.keep_alive))
@@ -125,7 +132,8 @@ fn quic_transport_config(cfg: &TransportConfig) -> Result<quinn::TransportConfig
         .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
         .send_window(u64::from(CONNECTION_WINDOW))
-        .mtu_discovery_config(Some(mtu));
+        .mtu_discovery_config(Some(mtu))
+        .ack_frequency_config(Some(acks));
     Ok(t)
 }
 
