@@ -132,6 +132,12 @@ pub struct Hosts {
     /// Hosts with other caps, each a fraction of `count` (chosen at random).
     #[serde(default)]
     pub classes: Vec<HostClass>,
+    /// Every agent has a client reading each blob in order as it downloads (a `docker pull`,
+    /// or the swarm benchmark's readers), which tells its engine where it waits
+    /// (`handle_stream_position`). Default false. The reader is taken to be instant, so a host
+    /// still finishes with its last piece.
+    #[serde(default)]
+    pub streaming: bool,
 }
 
 /// A share of the agents with different caps (e.g. older NICs).
@@ -277,6 +283,8 @@ pub struct EngineSettings {
     /// `pipeline_window`.
     #[serde(default, with = "humantime_serde::option")]
     pub pipeline_window: Option<Duration>,
+    /// `stream_window` (only matters with `hosts.streaming`).
+    pub stream_window: Option<u32>,
     /// `endgame_threshold`.
     pub endgame_threshold: Option<u32>,
     /// `piece_policy`: `"rarest-first"` or `"random"`.
@@ -322,6 +330,7 @@ impl EngineSettings {
                 .origin_pipeline_depth
                 .unwrap_or(d.origin_pipeline_depth),
             pipeline_window: self.pipeline_window.unwrap_or(d.pipeline_window),
+            stream_window: self.stream_window.unwrap_or(d.stream_window),
             endgame_threshold: self.endgame_threshold.unwrap_or(d.endgame_threshold),
             piece_policy: match self.piece_policy {
                 Some(Policy::Random) => PiecePolicy::Random,

@@ -130,6 +130,21 @@ fn random_piece_policy_and_topology_finish() {
 }
 
 #[test]
+fn streaming_readers_steer_the_engines_and_everyone_finishes() {
+    let plain = run(&[]);
+    let streaming = run(&["hosts.streaming=true"]);
+    assert_eq!(streaming.summary().finished, 40);
+    assert_bounds_hold(&streaming);
+    // The readers' position hints change which pieces go first, so the run differs.
+    assert_ne!(plain.summary().times, streaming.summary().times);
+    // A window as large as the torrent makes every host fetch in order: all want the same
+    // pieces, which costs the swarm its diversity.
+    let in_order = run(&["hosts.streaming=true", "engine.stream_window=32"]);
+    assert_eq!(in_order.summary().finished, 40);
+    assert_ne!(in_order.summary().times, streaming.summary().times);
+}
+
+#[test]
 fn results_are_written() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(&["hosts.count=10"]);

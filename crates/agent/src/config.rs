@@ -136,6 +136,9 @@ pub struct EngineSection {
     /// Default `1s`.
     #[serde(with = "humantime_serde")]
     pub pipeline_window: Duration,
+    /// While a client streams a blob, this many missing pieces from its position on are
+    /// requested first, in order. Default 1 (more costs the swarm piece diversity).
+    pub stream_window: u32,
     /// Missing pieces at which endgame starts. Default 8.
     pub endgame_threshold: u32,
     /// `rarest-first` (default) or `random`.
@@ -171,6 +174,7 @@ impl Default for EngineSection {
             pipeline_depth: d.pipeline_depth,
             origin_pipeline_depth: d.origin_pipeline_depth,
             pipeline_window: d.pipeline_window,
+            stream_window: d.stream_window,
             endgame_threshold: d.endgame_threshold,
             piece_policy: PiecePolicyName::RarestFirst,
             request_timeout_min: d.request_timeout_min,
@@ -189,6 +193,7 @@ impl EngineSection {
             pipeline_depth: self.pipeline_depth,
             origin_pipeline_depth: self.origin_pipeline_depth,
             pipeline_window: self.pipeline_window,
+            stream_window: self.stream_window,
             endgame_threshold: self.endgame_threshold,
             piece_policy: match self.piece_policy {
                 PiecePolicyName::RarestFirst => PiecePolicy::RarestFirst,

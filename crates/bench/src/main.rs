@@ -26,7 +26,7 @@ mod report;
 
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
@@ -37,6 +37,8 @@ use crate::report::{AgentResult, Run};
 
 const MIB: u64 = 1 << 20;
 const NS: &str = "bench";
+/// What an agent logs when it has every piece (`shoal-p2p`), before the whole-blob check.
+const PIECES_DONE: &str = "all pieces verified";
 
 /// Benchmarks blob distribution to N agents through a tracker and an origin, on loopback.
 #[derive(Debug, Parser)]
@@ -270,6 +272,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cpu_before = cluster.cpu_ticks();
     let self_before = cpu::proc_ticks("self").unwrap_or(0);
     let t0 = Instant::now();
+    // The agents' logs have wall-clock times: this lines them up with `t0`.
+    let t0_wall = SystemTime::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (agent, client)) in agents.iter().zip(clients).enumerate() {
         let url = format!("{agent}/v1/namespaces/{NS}/blobs/{digest}");
@@ -324,6 +328,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         results.push(AgentResult {
             name: cluster.procs[agent_is[i]].name.clone(),
             ready,
+            pieces: logged_at(&cluster.procs[agent_is[i]].log, PIECES_DONE, t0_wall),
             error,
             verified,
             downloaded: 0.0,
@@ -408,7 +413,7 @@ fn make_blob(path: &Path, mib: u64) -> anyhow::Result<String> {
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = BufWriter::with_capacity(MIB as usize, file);
     let mut hash = Sha256::new();
-    let mut x = std::time::SystemTime::now()
+    let mut x = SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;
     let mut block = vec![0u8; MIB as usize];
@@ -475,6 +480,16 @@ async fn wait_metainfo(http: &reqwest::Client, origin: &str, digest: &str) -> an
 /// Reads a response body to the end, checking its length and SHA-256.
 /// When an agent's body ended, and whether it matched the digest.
 type Finished = (Duration, anyhow::Result<()>);
+
+/// When the first log line of `log` containing `marker` was written, relative to `t0`: the
+/// line starts with its RFC 3339 UTC time (`tracing`'s format). `None` if there is no such
+/// line (or it is unreadable).
+fn logged_at(log: &Path, marker: &str, t0: SystemTime) -> Option<Duration> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains(marker))?;
+    let at = humantime::parse_rfc3339_weak(line.split_whitespace().next()?).ok()?;
+    at.duration_since(t0).ok()
+}
 
 async fn verify(mut resp: reqwest::Response, size: u64, digest: &str) -> anyhow::Result<()> {
     let mut hash = Sha256::new();

@@ -35,6 +35,15 @@ pub struct EngineConfig {
     /// peer delivers in this window (two before a rate is measured), up to the maximum depth.
     /// Default 1 s. Slow or shared links get few requests, so each completes quickly.
     pub pipeline_window: Duration,
+    /// While a reader streams the blob (see [`crate::Torrent::handle_stream_position`]), the
+    /// next this many missing pieces from its position are requested before anything else,
+    /// in order. Default 1.
+    ///
+    /// Every streaming agent wanting the same next pieces costs the swarm its diversity: with
+    /// 32 capped agents all streaming from byte 0 the simulator's median goes from 1.13× the
+    /// minimum (no reader) to 1.18× with a window of 1, 1.24× with 2 and 1.48× with 16. The
+    /// reader still gets its leading bytes early; the rest of the blob arrives rarest first.
+    pub stream_window: u32,
     /// Endgame starts when this many pieces or fewer are missing and all of them are already
     /// requested: they are then requested from every neighbour that has them, and the
     /// duplicates are cancelled when one copy lands. Capped at a sixteenth of the torrent's
@@ -75,6 +84,7 @@ impl Default for EngineConfig {
             pipeline_depth: 4,
             origin_pipeline_depth: 8,
             pipeline_window: Duration::from_secs(1),
+            stream_window: 1,
             endgame_threshold: 8,
             piece_policy: PiecePolicy::RarestFirst,
             request_timeout_min: Duration::from_secs(10),

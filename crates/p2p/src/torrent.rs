@@ -347,7 +347,10 @@ impl Task {
     async fn handle(&mut self, ev: Event) {
         let now = now();
         match ev {
-            Event::Peers(peers) => self.engine.handle_peers(peers, now),
+            Event::Peers(peers) => {
+                tracing::debug!(count = peers.len(), "peers from the tracker");
+                self.engine.handle_peers(peers, now);
+            }
             Event::StreamPosition(piece) => self.engine.handle_stream_position(piece, now),
             Event::Incoming(incoming) => self.incoming(incoming).await,
             Event::Dialed {
@@ -381,6 +384,7 @@ impl Task {
                 }
                 match result {
                     Ok(PieceWrite::Stored) => {
+                        tracing::trace!(%peer, piece = piece.get(), "piece stored");
                         let len = u64::from(self.meta.layout().len_of(piece));
                         self.swarm
                             .stats
@@ -431,13 +435,20 @@ impl Task {
         }
     }
 
+    /// Tells watchers (streaming readers) about a stored piece. Also after the last one: the
+    /// whole-blob check that follows (an fsync and a second SHA-256 pass) takes a while, and a
+    /// reader waiting for the last bytes must not wait for it too.
     fn publish_progress(&mut self) {
-        if self.engine.is_complete() {
-            return;
-        }
-        self.state.send_replace(TorrentState::Downloading {
+        let update = TorrentState::Downloading {
             pieces: self.engine.have().count_ones(),
             contiguous: self.source.contiguous_prefix_len(),
+        };
+        self.state.send_if_modified(|s| {
+            let downloading = matches!(s, TorrentState::Downloading { .. });
+            if downloading {
+                *s = update;
+            }
+            downloading
         });
     }
 
@@ -468,7 +479,10 @@ impl Task {
         }
         let ours = self.our_handshake(&self.engine.have().clone());
         match tokio::time::timeout(Duration::from_secs(5), incoming.accept(ours)).await {
-            Ok(Ok(session)) => self.install(peer, session),
+            Ok(Ok(session)) => {
+                tracing::debug!(%peer, origin = theirs.is_origin, "peer connected (inbound)");
+                self.install(peer, session);
+            }
             Ok(Err(e)) => {
                 tracing::debug!(%peer, "accepting session failed: {e}");
                 self.engine.handle_disconnected(peer, now());
@@ -525,6 +539,7 @@ impl Task {
         {
             return; // dropping the session closes it
         }
+        tracing::debug!(%peer, origin = theirs.is_origin, "peer connected (outbound)");
         self.install(peer, session);
         // Pieces we got while the dial was in flight were not in our handshake.
         let have = self.engine.have().clone();
@@ -625,6 +640,9 @@ impl Task {
                 Action::Have { peer, piece } => self.send(peer, Message::Have(piece.get())),
                 Action::Complete { peer } => self.send(peer, Message::Complete),
                 Action::Finished => {
+                    // The swarm's part is done; the whole-blob check follows. (The swarm
+                    // benchmark reads this line's time.)
+                    tracing::info!(info_hash = %self.meta.info_hash(), "all pieces verified");
                     let source = self.source.clone();
                     let events = self.events_tx.clone();
                     self.swarm.tasks.spawn(async move {

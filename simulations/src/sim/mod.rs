@@ -143,6 +143,8 @@ struct Slot {
     ledger: Option<SeedLedger>,
     /// The earliest timer event queued for this torrent.
     timer_at: Option<Nanos>,
+    /// The piece a streaming reader waits for (`hosts.streaming`); `None` without one.
+    stream: Option<u32>,
 }
 
 struct Upload {
@@ -268,6 +270,7 @@ impl Sim {
                             ),
                             ledger: Some(SeedLedger::new(n, window)),
                             timer_at: None,
+                            stream: None,
                         });
                         sim.swarms[b].announce(h, true, true, 0);
                     }
@@ -529,19 +532,27 @@ impl Sim {
         }
         host.alive = true;
         let seed = self.scenario.seed;
+        let streaming = self.scenario.hosts.streaming;
+        let now = self.instant(self.now);
         for b in 0..self.blobs.len() {
             let layout = self.blobs[b].layout;
             let config = self.scenario.engine.config(seed_of(seed, h, b));
+            let mut torrent = Torrent::new(
+                layout,
+                Bitfield::empty(layout.piece_count()),
+                peer_id(h),
+                Role::Agent,
+                config,
+            );
+            let stream = streaming.then_some(0);
+            if stream.is_some() {
+                torrent.handle_stream_position(stream, now);
+            }
             self.hosts[h as usize].slots[b] = Some(Slot {
-                torrent: Torrent::new(
-                    layout,
-                    Bitfield::empty(layout.piece_count()),
-                    peer_id(h),
-                    Role::Agent,
-                    config,
-                ),
+                torrent,
                 ledger: None,
                 timer_at: None,
+                stream,
             });
             self.announce(h, b as u32);
         }
@@ -748,6 +759,18 @@ impl Sim {
         slot.torrent
             .handle_piece(peer_id(from), index, PieceOutcome::Valid, now);
         let duplicate = slot.torrent.stats().duplicate_pieces > before;
+        // The (instant) reader reads on to the next missing piece and says where it waits.
+        if let Some(pos) = slot.stream {
+            let count = layout.piece_count();
+            let mut next = pos;
+            while next < count && slot.torrent.have().has_index(next) {
+                next += 1;
+            }
+            if next != pos {
+                slot.stream = (next < count).then_some(next);
+                slot.torrent.handle_stream_position(slot.stream, now);
+            }
+        }
         let len = u64::from(layout.len_of(index));
         let host = &mut self.hosts[to as usize];
         host.received += len;

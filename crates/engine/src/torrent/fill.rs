@@ -11,14 +11,12 @@ use crate::config::PiecePolicy;
 use crate::interface::Action;
 use crate::picker::Best;
 
-/// Pieces past a streaming reader's position that are requested before anything else.
-const STREAM_WINDOW: u32 = 2;
-
 impl Torrent {
     /// A reader is streaming the blob and waits for `piece` (or `None`: no reader waits). The
-    /// first [`STREAM_WINDOW`] missing pieces from there are requested before anything else
-    /// (rarest-first still orders the rest), so a client gets its leading bytes early without
-    /// the swarm losing piece diversity. Tops up every pipeline at once.
+    /// first [`crate::EngineConfig::stream_window`] missing pieces from there are requested
+    /// before anything else, in order (rarest first orders the rest), so a client reads its
+    /// bytes as they arrive instead of waiting for the random fill to close the gaps. Tops up
+    /// every pipeline at once.
     pub fn handle_stream_position(&mut self, piece: Option<u32>, now: Instant) {
         self.stream_from = piece.filter(|p| *p < self.layout.piece_count());
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
@@ -34,7 +32,7 @@ impl Torrent {
         };
         (from..self.layout.piece_count())
             .filter(|p| !self.have.has_index(*p))
-            .take(STREAM_WINDOW as usize)
+            .take(self.config.stream_window as usize)
             .filter(|p| !self.inflight.contains_key(p))
             .collect()
     }
