@@ -14,6 +14,7 @@
 //! This crate is **not** the tracker client or an HTTP API: the agent announces and hands the
 //! peers it learns to [`TorrentHandle::add_peers`].
 
+mod background;
 mod peer;
 mod source;
 mod swarm;

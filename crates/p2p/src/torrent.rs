@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::background;
 use crate::peer;
 use crate::source::Source;
 use crate::swarm::{Inner, Swarm, reject};
@@ -646,9 +647,8 @@ impl Task {
                     let source = self.source.clone();
                     let events = self.events_tx.clone();
                     self.swarm.tasks.spawn(async move {
-                        let result = tokio::task::spawn_blocking(move || source.finish())
+                        let result = background::run("shoal-verify", move || source.finish())
                             .await
-                            .map_err(|e| e.to_string())
                             .and_then(|r| r.map_err(|e| e.to_string()));
                         let _ = events.send(Event::Finished(result)).await;
                     });
