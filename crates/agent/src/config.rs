@@ -137,7 +137,7 @@ pub struct EngineSection {
     #[serde(with = "humantime_serde")]
     pub pipeline_window: Duration,
     /// While a client streams a blob, this many missing pieces from its position on are
-    /// requested first, in order. Default 1 (more costs the swarm piece diversity).
+    /// requested first, in order. Default 1 (more costs the swarm piece diversity; 0: none).
     pub stream_window: u32,
     /// Missing pieces at which endgame starts. Default 8.
     pub endgame_threshold: u32,
