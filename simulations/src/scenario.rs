@@ -301,7 +301,7 @@ pub struct EngineSettings {
     #[serde(default, with = "humantime_serde::option")]
     pub busy_retry: Option<Duration>,
     /// Uploads a host lets wait beyond the one being sent; more are refused
-    /// (`shoal_engine::seeding::admit_upload`). Default 2.
+    /// (`shoal_engine::seeding::admit_upload`). Default 4.
     pub upload_queue: Option<usize>,
     /// The origin's refusal window (`shoal_engine::seeding`). Default 2 s.
     #[serde(default, with = "humantime_serde::option")]

@@ -140,7 +140,7 @@ impl RegistryStore for AgentStore {
         _repo: &RepoName,
         _bytes: Bytes,
         _record: ManifestRecord,
-        _tag: Option<&Tag>,
+        _tags: &[Tag],
     ) -> Result<(), RegistryError> {
         Err(read_only())
     }

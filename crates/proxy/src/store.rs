@@ -194,7 +194,7 @@ impl RegistryStore for ProxyStore {
         repo: &RepoName,
         bytes: Bytes,
         record: ManifestRecord,
-        tag: Option<&Tag>,
+        tags: &[Tag],
     ) -> Result<(), RegistryError> {
         let digest = record.descriptor.digest;
         let size = bytes.len() as u64;
@@ -209,9 +209,11 @@ impl RegistryStore for ProxyStore {
         .await?;
         let record = shoal_build_index_api::ManifestRecord::from(record);
         self.build_index.put_manifest(repo, &record).await?;
-        if let Some(tag) = tag {
-            self.build_index.put_tag(repo, tag, &digest).await?;
-        }
+        futures_util::future::try_join_all(
+            tags.iter()
+                .map(|tag| self.build_index.put_tag(repo, tag, &digest)),
+        )
+        .await?;
         Ok(())
     }
 

@@ -95,13 +95,14 @@ pub trait RegistryStore: Send + Sync + 'static {
     ) -> Result<Option<Bytes>, RegistryError>;
 
     /// Stores a validated manifest (its bytes hash to `record.descriptor.digest`) in the
-    /// repository, and points `tag` at it if given.
+    /// repository, and points each of `tags` (none, one, or several: a push by digest may
+    /// name tags) at it.
     async fn put_manifest(
         &self,
         repo: &RepoName,
         bytes: Bytes,
         record: ManifestRecord,
-        tag: Option<&Tag>,
+        tags: &[Tag],
     ) -> Result<(), RegistryError>;
 
     /// Removes a manifest from the repository (and the tags pointing at it). False if absent.

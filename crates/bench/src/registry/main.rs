@@ -41,14 +41,6 @@
 //! directories and the image are removed on exit, also on errors and on Ctrl-C/SIGTERM.
 //! Numbers taken while other heavy work runs are noisy: `uptime` at the start and at the end
 //! is printed.
-//!
-//! Known Shoal issue worked around here: concurrent uploads of one blob to the origin can fail
-//! (`500 INTERNAL: recording write-back: No such file or directory (os error 2)`, surfacing
-//! as a `503 UNAVAILABLE` from the proxy): the origin's durable queue checks for an existing
-//! task and then writes it through a temporary file named after the task, so two uploads of
-//! one (namespace, digest) at once share that name and the second `rename` finds it gone.
-//! Pushing many tags of one manifest re-uploads the manifest blob each time, so the bench
-//! pushes those one at a time.
 
 #[path = "../cpu.rs"]
 mod cpu;

@@ -104,18 +104,14 @@ pub(crate) async fn run(
     // The cold sets, pushed before any is requested.
     let started = std::time::Instant::now();
     eprintln!("pushing {} manifests and tags to the proxy", 3 * cold);
-    // The tags naming one manifest go one at a time: concurrent uploads of one blob make the
-    // origin fail (`recording write-back: No such file or directory`; see the crate docs).
-    for i in 0..cold {
-        proxy
-            .push_manifest(REPO, &format!("t{i}"), &base)
-            .await
-            .context("pushing the cold tags")?;
-    }
     let pushes = futures_util::stream::iter(0..cold)
         .map(|i| {
             let proxy = &proxy;
+            let base = &base;
             async move {
+                // Concurrent pushes of one manifest under many tags: each re-uploads the same
+                // blob to the origin at once.
+                proxy.push_manifest(REPO, &format!("t{i}"), base).await?;
                 let m = make(Some(i));
                 let d = oci::sha256(&m);
                 proxy.push_manifest(REPO, &d, &m).await?;

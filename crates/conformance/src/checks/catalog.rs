@@ -242,6 +242,11 @@ pub static CATALOG: &[(&str, &str)] = &[
         "a manifest with sha512 digests is pushed and pulled by sha512",
     ),
     (
+        "push/manifest-tag-param",
+        "PUT manifests/<sha512 digest>?tag=a&tag=b applies both tags (OCI-Tag headers), \
+         and each serves the manifest with that digest",
+    ),
+    (
         "push/error-code",
         "PUT of a bad manifest to sha256:totallywrong is 400 with a spec code",
     ),

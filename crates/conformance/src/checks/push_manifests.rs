@@ -167,6 +167,50 @@ pub(super) async fn run(ctx: &Ctx, rec: &mut Recorder<'_>, repo: &str) {
         check_manifest(&resp, &m512, true)
     })
     .await;
+    rec.check("push/manifest-tag-param", async {
+        // The sha512 manifest again, by digest with two tags (one repeated): both tags are
+        // applied and reported, and name the digest the client chose.
+        let path = format!(
+            "{}?tag=tag-param-a&tag=tag-param-b&tag=tag-param-a",
+            manifest_path(repo, &m512.digest)
+        );
+        let resp = t
+            .send(
+                t.put(&path)
+                    .header("content-type", m512.media_type.as_str())
+                    .body(m512.bytes.clone()),
+            )
+            .await?;
+        check_put_manifest(t, &resp, &m512).await?;
+        let reported: Vec<&str> = resp
+            .headers
+            .get_all("oci-tag")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        for tag in ["tag-param-a", "tag-param-b"] {
+            if !reported.contains(&tag) {
+                return Err(format!(
+                    "{}: no OCI-Tag {tag} (got {reported:?})",
+                    resp.what
+                ));
+            }
+            let resp = fetch_manifest(t, repo, tag, false).await?;
+            check_manifest(&resp, &m512, false)?;
+            if let Some(d) = resp.header("docker-content-digest")
+                && d != m512.digest
+            {
+                return Err(format!(
+                    "{}: Docker-Content-Digest {d}, expected the pushed {}",
+                    resp.what, m512.digest
+                ));
+            }
+        }
+        Ok(())
+    })
+    .await;
     rec.check("push/error-code", async {
         let resp = t
             .send(

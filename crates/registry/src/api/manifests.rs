@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{StatusCode, header};
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
-use shoal_core::{Algorithm, Digest, RepoName};
+use shoal_core::{Algorithm, Digest, RepoName, Tag};
 
 use super::{
     ApiError, ApiResult, DIGEST_HEADER, Reference, Req, build, builder, ensure_writable,
@@ -16,6 +16,10 @@ use crate::store::{ManifestRecord, RegistryStore};
 
 /// `OCI-Subject`: the subject of a pushed manifest.
 const SUBJECT_HEADER: &str = "oci-subject";
+/// `OCI-Tag`: one per tag a push applied from its `tag` query parameters.
+const TAG_HEADER: &str = "oci-tag";
+/// Most `tag` query parameters one push may carry.
+pub(crate) const MAX_TAG_PARAMS: usize = 64;
 /// How many referenced blobs and manifests a push checks at once.
 const CHECK_CONCURRENCY: usize = 8;
 
@@ -69,6 +73,11 @@ pub(super) async fn get<S: RegistryStore>(
 /// `PUT`: validates and stores a manifest (by tag, or by a digest it must hash to). Every blob
 /// and child manifest it references must exist (`MANIFEST_BLOB_UNKNOWN`); its subject need
 /// not. 201 with `Location`, `Docker-Content-Digest` and, with a subject, `OCI-Subject`.
+///
+/// `?tag=<tag>` (repeatable, at most [`MAX_TAG_PARAMS`]) also points those tags at the
+/// manifest, which keeps a digest chosen by the client (say `sha512:…`) for its tags; each
+/// applied tag comes back in an `OCI-Tag` header. An invalid one fails the whole push with
+/// `TAG_INVALID` before anything is stored.
 pub(super) async fn put<S: RegistryStore>(
     store: &S,
     name: &str,
@@ -79,6 +88,7 @@ pub(super) async fn put<S: RegistryStore>(
     ensure_writable(store)?;
     let repo = parse_repo(name)?;
     let reference = parse_reference(reference)?;
+    let tag_params = tag_params(req)?;
     if req
         .content_length()
         .is_some_and(|len| len > MAX_MANIFEST_BYTES as u64)
@@ -93,7 +103,7 @@ pub(super) async fn put<S: RegistryStore>(
             return Err(too_large());
         }
     };
-    let (digest, tag) = match reference {
+    let (digest, reference_tag) = match reference {
         Reference::Digest(expected) => {
             let actual = Digest::compute(expected.algorithm(), &bytes);
             if actual != expected {
@@ -116,6 +126,12 @@ pub(super) async fn put<S: RegistryStore>(
     };
     check_references(store, &repo, &manifest).await?;
     let subject = manifest.subject.as_ref().map(|s| s.digest);
+    let mut tags: Vec<Tag> = reference_tag.into_iter().collect();
+    for tag in &tag_params {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
     let record = ManifestRecord {
         descriptor: Descriptor {
             media_type: manifest.media_type,
@@ -128,9 +144,7 @@ pub(super) async fn put<S: RegistryStore>(
         },
         subject,
     };
-    store
-        .put_manifest(&repo, bytes, record, tag.as_ref())
-        .await?;
+    store.put_manifest(&repo, bytes, record, &tags).await?;
     let mut builder = builder(StatusCode::CREATED)
         .header(header::LOCATION, format!("/v2/{repo}/manifests/{digest}"))
         .header(DIGEST_HEADER, digest.to_string())
@@ -138,7 +152,33 @@ pub(super) async fn put<S: RegistryStore>(
     if let Some(subject) = subject {
         builder = builder.header(SUBJECT_HEADER, subject.to_string());
     }
+    for tag in &tag_params {
+        builder = builder.header(TAG_HEADER, tag.as_str());
+    }
     build(builder, Body::empty())
+}
+
+/// The distinct tags named by `tag` query parameters, in order.
+fn tag_params(req: &Req<'_>) -> Result<Vec<Tag>, ApiError> {
+    let mut tags: Vec<Tag> = Vec::new();
+    for (key, value) in req.query_pairs()? {
+        if key != "tag" {
+            continue;
+        }
+        let tag: Tag = value
+            .parse()
+            .map_err(|e| RegistryError::TagInvalid(format!("tag parameter {value:?}: {e}")))?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+        if tags.len() > MAX_TAG_PARAMS {
+            return Err(RegistryError::TagInvalid(format!(
+                "at most {MAX_TAG_PARAMS} tag parameters per push"
+            ))
+            .into());
+        }
+    }
+    Ok(tags)
 }
 
 /// `DELETE`: by digest removes the manifest, by tag only the tag; 202, or 404

@@ -295,6 +295,14 @@ impl Req<'_> {
             .map_err(|e| ApiError::bad_parameter(format!("invalid query string: {e}")))
     }
 
+    /// The query parameters in order, repeated names included (`?tag=a&tag=b`). A malformed
+    /// query string is 400 `UNSUPPORTED`.
+    fn query_pairs(&self) -> Result<Vec<(String, String)>, ApiError> {
+        Query::<Vec<(String, String)>>::try_from_uri(self.uri)
+            .map(|Query(q)| q)
+            .map_err(|e| ApiError::bad_parameter(format!("invalid query string: {e}")))
+    }
+
     /// Whether the request carries a body: a non-zero `Content-Length` or a chunked
     /// `Transfer-Encoding`.
     fn has_body(&self) -> bool {

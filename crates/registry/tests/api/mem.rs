@@ -150,14 +150,14 @@ impl RegistryStore for MemStore {
         repo: &RepoName,
         bytes: Bytes,
         record: ManifestRecord,
-        tag: Option<&Tag>,
+        tags: &[Tag],
     ) -> Result<(), RegistryError> {
         verify(&record.descriptor.digest, &bytes)?;
         let mut inner = self.inner.lock();
         let repo = inner.repos.entry(repo.clone()).or_default();
         let digest = record.descriptor.digest;
         repo.manifests.insert(digest, (bytes, record));
-        if let Some(tag) = tag {
+        for tag in tags {
             repo.tags.insert(tag.clone(), digest);
         }
         Ok(())

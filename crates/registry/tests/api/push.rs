@@ -1,8 +1,10 @@
-//! Blob pushes: monolithic, POST+PUT, chunked, upload sessions and cross-repository mounts.
+//! Pushes: blobs (monolithic, POST+PUT, chunked, upload sessions, cross-repository mounts)
+//! and manifests pushed by digest with `tag` parameters.
 
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, Response, StatusCode};
+use shoal_core::{Algorithm, Digest};
 
-use crate::support::{Registry, assert_error, header, sha256};
+use crate::support::{OCI_MANIFEST, Registry, assert_error, header, sha256};
 
 const REPO: &str = "shoal/push-test";
 
@@ -349,4 +351,64 @@ async fn cross_repository_mount_and_its_fallback() {
         assert!(!header(&resp, "docker-upload-uuid").is_empty());
     }
     assert!(!reg.store.has_blob("other", &digest));
+}
+
+#[tokio::test]
+async fn push_by_digest_with_tag_parameters() {
+    let reg = Registry::start().await;
+    let (manifest, _) = reg.push_image(REPO, "base", "tagparam").await;
+    // The client picks sha512: the tags must name that digest, not a sha256 of the bytes.
+    let digest = Digest::compute(Algorithm::Sha512, &manifest);
+    let resp = put_tagged(&reg, &digest, "tag=v1&tag=latest&tag=v1", &manifest).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(header(&resp, "docker-content-digest"), digest.to_string());
+    let applied: Vec<&str> = resp
+        .headers()
+        .get_all("oci-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(applied, ["v1", "latest"], "one OCI-Tag per distinct tag");
+    for tag in ["v1", "latest"] {
+        let resp = reg.get(&format!("/v2/{REPO}/manifests/{tag}")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(header(&resp, "docker-content-digest"), digest.to_string());
+        assert_eq!(resp.bytes().await.unwrap(), manifest);
+    }
+
+    // One bad tag refuses the whole push, before anything is stored.
+    let (other, _) = reg.push_image(REPO, "other", "tagparam-2").await;
+    let other_digest = Digest::compute(Algorithm::Sha512, &other);
+    let resp = put_tagged(&reg, &other_digest, "tag=ok&tag=-bad", &other).await;
+    assert_error(resp, StatusCode::BAD_REQUEST, "TAG_INVALID").await;
+    assert_error(
+        reg.get(&format!("/v2/{REPO}/manifests/ok")).await,
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
+    assert_eq!(
+        reg.get(&format!("/v2/{REPO}/manifests/{other_digest}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // The number of tags per push is bounded.
+    let many: String = (0..=64).map(|i| format!("tag=t{i}&")).collect();
+    let resp = put_tagged(&reg, &other_digest, &many, &other).await;
+    assert_error(resp, StatusCode::BAD_REQUEST, "TAG_INVALID").await;
+}
+
+/// `PUT` of an image manifest by `digest` with the query string `query`.
+async fn put_tagged(reg: &Registry, digest: &Digest, query: &str, manifest: &[u8]) -> Response {
+    reg.request(
+        Method::PUT,
+        &format!("/v2/{REPO}/manifests/{digest}?{query}"),
+    )
+    .header("content-type", OCI_MANIFEST)
+    .body(manifest.to_vec())
+    .send()
+    .await
+    .unwrap()
 }
