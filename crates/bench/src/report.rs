@@ -183,8 +183,8 @@ impl Run {
             println!("note: CPU near saturation; completion times include CPU contention");
         }
         println!(
-            "integrity: {}/{} bodies sha256-verified as they streamed (each agent's time is its \
-             last byte)",
+            "integrity: {}/{} bodies byte-for-byte equal to the blob, checked as they streamed \
+             (each agent's time is its last byte)",
             self.results.iter().filter(|r| r.verified).count(),
             self.agents,
         );
