@@ -5,9 +5,12 @@
 //! * [`ReferenceRegistry`]: the reference OCI registry (Debian's `docker-registry`, CNCF
 //!   distribution 2.8) on a free loopback port, killed when dropped.
 //! * [`ServiceProcess`]: a Shoal service binary started for a test.
+//! * [`Containerd`]: Debian's containerd started privately for a test (pull with `ctr`, run
+//!   with runc), and [`TestImage`], a small runnable image to push and pull.
 //!
 //! This crate is for `[dev-dependencies]` only; no service depends on it.
 
+mod containerd;
 mod process;
 mod registry;
 
@@ -15,6 +18,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use containerd::{Containerd, TestImage};
 use process::{KillOnDrop, Server};
 pub use registry::ReferenceRegistry;
 
