@@ -226,7 +226,7 @@ impl RegistryStore for AgentStore {
     async fn mount_blob(
         &self,
         _repo: &RepoName,
-        _from: &RepoName,
+        _from: Option<&RepoName>,
         _digest: &Digest,
     ) -> Result<bool, RegistryError> {
         Err(read_only())

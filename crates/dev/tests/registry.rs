@@ -164,3 +164,42 @@ async fn agent_streams_before_the_download_completes() {
     assert!(body == layer, "streamed content differs");
     c.stop().await;
 }
+
+/// A mount without `from` (an anonymous mount): the proxy finds a namespace that holds the
+/// blob at its owning origin and mounts it from there; the blob is then pullable from the new
+/// repository at both the proxy and the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_mount_through_the_proxy() {
+    let c = Cluster::start(DevConfig::new("unused")).await;
+    let http = Client::new();
+    let data = b"a layer pushed to one repository and mounted into another".repeat(1000);
+    let digest = common::push_blob(&http, &c, "mount/source", &data).await;
+
+    let resp = http
+        .post(c.proxy(&format!("mount/target/blobs/uploads/?mount={digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("/v2/mount/target/blobs/{digest}").as_str()
+    );
+    for url in [
+        c.proxy(&format!("mount/target/blobs/{digest}")),
+        c.agent(&format!("mount/target/blobs/{digest}")),
+    ] {
+        let resp = http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{url}");
+        assert_eq!(resp.bytes().await.unwrap(), data, "{url}");
+    }
+    // A blob no repository has: an upload session, as before.
+    let missing = Digest::compute(Algorithm::Sha256, b"nowhere");
+    let resp = http
+        .post(c.proxy(&format!("mount/target/blobs/uploads/?mount={missing}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    c.stop().await;
+}

@@ -163,6 +163,24 @@ impl OriginClient {
             .map_err(|e| self.unavailable(format!("reading blob listing: {}", error_chain(&e))))
     }
 
+    /// A cached blob's size and namespaces (`GET /v1/blobs/{digest}`). `None` if the origin
+    /// does not have it in its cache.
+    pub async fn blob_entry(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<BlobEntry>, OriginClientError> {
+        let url = format!("{}/v1/blobs/{digest}", self.base);
+        let resp = self.send(self.request(Method::GET, url)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = self.check(resp).await?;
+        resp.json::<BlobEntry>()
+            .await
+            .map(Some)
+            .map_err(|e| self.unavailable(format!("reading a blob entry: {}", error_chain(&e))))
+    }
+
     fn request(&self, method: Method, url: String) -> RequestBuilder {
         let req = self.http.request(method, url);
         if self.replica {

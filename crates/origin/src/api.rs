@@ -57,6 +57,7 @@ type S = State<Arc<AppState>>;
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/blobs", get(list_blobs))
+        .route("/v1/blobs/{digest}", get(blob_entry))
         .route("/v1/namespace/{ns}/uploads", post(start_upload))
         .route(
             "/v1/namespace/{ns}/uploads/{id}",
@@ -386,6 +387,25 @@ struct ListQuery {
 }
 
 /// `GET /v1/blobs?after=&limit=`: a page of the local cache, for sibling origins' repair.
+/// `GET /v1/blobs/{digest}`: a cached blob's size and the namespaces it was stored under
+/// (the proxy's mounts without `from`); 404 `BLOB_UNKNOWN` if it is not in the cache.
+async fn blob_entry(State(st): S, Path(raw): Path<String>) -> Result<Json<BlobEntry>, ApiError> {
+    let digest = digest(&raw)?;
+    let store = st.blobs.store.clone();
+    let entry = blocking(move || -> Result<Option<BlobEntry>, ApiError> {
+        let Some(size) = store.stat(&digest) else {
+            return Ok(None);
+        };
+        Ok(Some(BlobEntry {
+            digest,
+            size,
+            namespaces: store.namespaces(&digest)?,
+        }))
+    })
+    .await??;
+    entry.map(Json).ok_or(ApiError::BlobUnknown)
+}
+
 async fn list_blobs(State(st): S, Query(q): Query<ListQuery>) -> Result<Json<BlobPage>, ApiError> {
     let after = q.after.as_deref().map(digest).transpose()?;
     let limit = q

@@ -412,3 +412,36 @@ async fn concurrent_uploads_of_one_blob_all_succeed() {
     assert_eq!(got.bytes().await.unwrap(), body);
     origin.stop().await;
 }
+
+#[tokio::test]
+async fn a_cached_blob_lists_its_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = TestOrigin::start(config(dir.path())).await;
+    let blob = data(50_000, 7);
+    let d = origin.put_blob("team/a", &blob).await;
+    origin.put_blob("team/b", &blob).await;
+    let url = |d: &str| format!("{}/v1/blobs/{d}", origin.base);
+
+    let resp = reqwest::get(url(&d.to_string())).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let entry: Value = resp.json().await.unwrap();
+    assert_eq!(entry["digest"], d.to_string());
+    assert_eq!(entry["size"], 50_000);
+    let mut namespaces: Vec<&str> = entry["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    namespaces.sort_unstable();
+    assert_eq!(namespaces, ["team/a", "team/b"]);
+
+    let absent = sha256(b"never pushed");
+    let resp = reqwest::get(url(&absent.to_string())).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(resp).await, "BLOB_UNKNOWN");
+    let resp = reqwest::get(url("sha256:nothex")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(resp).await, "DIGEST_INVALID");
+    origin.stop().await;
+}

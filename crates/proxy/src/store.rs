@@ -304,9 +304,29 @@ impl RegistryStore for ProxyStore {
     async fn mount_blob(
         &self,
         repo: &RepoName,
-        from: &RepoName,
+        from: Option<&RepoName>,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
+        // Without `from`: a namespace the owning origins have the blob under.
+        let found;
+        let from = match from {
+            Some(from) => from,
+            None => {
+                found = self
+                    .first(digest, |c| {
+                        let digest = *digest;
+                        async move {
+                            let entry = c.blob_entry(&digest).await?;
+                            Ok(entry.and_then(|e| e.namespaces.into_iter().next()))
+                        }
+                    })
+                    .await?;
+                match &found {
+                    Some(ns) => ns,
+                    None => return Ok(false),
+                }
+            }
+        };
         let Some((source, size)) = self.locate(from, digest).await? else {
             return Ok(false);
         };

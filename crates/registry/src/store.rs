@@ -157,12 +157,14 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// Deletes the blob. False if absent.
     async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, RegistryError>;
 
-    /// Makes a blob of repository `from` available in `repo` (cross-repository mount).
-    /// False if `from` does not have it (the client then uploads).
+    /// Makes a blob of repository `from` available in `repo` (cross-repository mount); with
+    /// no `from`, of any repository that has it (an anonymous mount: every repository is
+    /// readable here, as there is no authentication). False if no such repository has it, or
+    /// the store cannot tell (the client then uploads).
     async fn mount_blob(
         &self,
         repo: &RepoName,
-        from: &RepoName,
+        from: Option<&RepoName>,
         digest: &Digest,
     ) -> Result<bool, RegistryError>;
 

@@ -184,6 +184,11 @@ pub static CATALOG: &[(&str, &str)] = &[
         "POST ?mount=&from= is 201 at the blob's Location (or 202) (end-11)",
     ),
     (
+        "push/mount-anonymous",
+        "POST ?mount= without from, of a blob another repository has: 201 at the blob (an \
+         anonymous mount) or 202 with a session",
+    ),
+    (
         "push/mount-missing",
         "mounting a blob the source lacks is 202 with a session",
     ),

@@ -429,6 +429,7 @@ async fn mounts(ctx: &Ctx, rec: &mut Recorder<'_>, repo: &str, target: &str) {
     let t = &ctx.target;
     let blob = Blob::random(4321, ctx.seed(16));
     let uploads = uploads_path(target);
+    let anonymous = ctx.repo("push-mount-anonymous");
     rec.check("push/mount-without-from", async {
         let missing = sha256(format!("hello world {}", ctx.seed).as_bytes());
         let resp = t
@@ -460,6 +461,23 @@ async fn mounts(ctx: &Ctx, rec: &mut Recorder<'_>, repo: &str, target: &str) {
         check_blob(&get, &blob, false)
     })
     .await;
+    rec.check("push/mount-anonymous", async {
+        // The blob exists (in `repo`); no `from` names it. Registries MAY mount it (201 at
+        // the blob) or open an upload (202).
+        let uploads = uploads_path(&anonymous);
+        let resp = t
+            .send(t.post(&with_query(&uploads, "mount", &blob.digest)))
+            .await?;
+        resp.expect(&[201, 202])?;
+        if resp.status == 202 {
+            return check_location_under(t, &resp, &uploads);
+        }
+        let location = resp.required_header("location")?;
+        check_digest_header(&resp, &blob.bytes)?;
+        let get = t.send(t.get(location)).await?;
+        check_blob(&get, &blob, false)
+    })
+    .await;
     rec.check("push/mount-missing", async {
         let absent = sha256(format!("not in the source {}", ctx.seed).as_bytes());
         let query = format!("mount={absent}&from={repo}");
@@ -469,6 +487,7 @@ async fn mounts(ctx: &Ctx, rec: &mut Recorder<'_>, repo: &str, target: &str) {
     })
     .await;
     cleanup(t, target, &[], &[&blob.digest]).await;
+    cleanup(t, &anonymous, &[], &[&blob.digest]).await;
     cleanup(t, repo, &[], &[&blob.digest]).await;
 }
 

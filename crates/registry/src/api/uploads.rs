@@ -23,8 +23,8 @@ use crate::store::{ByteStream, RegistryStore, UploadId};
 
 /// `POST /v2/<name>/blobs/uploads/`.
 ///
-/// - `?mount=<digest>&from=<repo>`: 201 if the store mounts the blob, else (or without
-///   `from`) a new session as below;
+/// - `?mount=<digest>&from=<repo>`: 201 if the store mounts the blob, else a new session as
+///   below; without `from`, the store may mount it from any repository (anonymous mount);
 /// - `?digest=<digest>`: the body is the whole blob, 201;
 /// - otherwise: a new session, 202 with its `Location`.
 pub(super) async fn start<S: RegistryStore>(
@@ -40,8 +40,12 @@ pub(super) async fn start<S: RegistryStore>(
         let digest = parse_digest(mount)?;
         // A `from` that is not a valid name cannot hold the blob: fall back to an upload, as
         // for any mount the registry cannot do.
-        if let Some(from) = query.get("from").and_then(|f| f.parse::<RepoName>().ok())
-            && store.mount_blob(&repo, &from, &digest).await?
+        let from = match query.get("from") {
+            Some(f) => f.parse::<RepoName>().ok().map(Some),
+            None => Some(None),
+        };
+        if let Some(from) = from
+            && store.mount_blob(&repo, from.as_ref(), &digest).await?
         {
             return blob_created(&repo, &digest);
         }

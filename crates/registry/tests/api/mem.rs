@@ -289,16 +289,15 @@ impl RegistryStore for MemStore {
     async fn mount_blob(
         &self,
         repo: &RepoName,
-        from: &RepoName,
+        from: Option<&RepoName>,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
         let mut inner = self.inner.lock();
-        let Some(data) = inner
-            .repos
-            .get(from)
-            .and_then(|r| r.blobs.get(digest))
-            .cloned()
-        else {
+        let found = match from {
+            Some(from) => inner.repos.get(from).and_then(|r| r.blobs.get(digest)),
+            None => inner.repos.values().find_map(|r| r.blobs.get(digest)),
+        };
+        let Some(data) = found.cloned() else {
             return Ok(false);
         };
         inner

@@ -314,31 +314,25 @@ async fn cross_repository_mount_and_its_fallback() {
     let reg = Registry::start().await;
     let digest = reg.push_blob("source/repo", b"shared layer").await;
 
-    let resp = reg
-        .request(
-            Method::POST,
-            &format!("/v2/{REPO}/blobs/uploads/?mount={digest}&from=source/repo"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    assert_eq!(
-        header(&resp, "location"),
-        format!("/v2/{REPO}/blobs/{digest}")
-    );
-    assert_eq!(header(&resp, "docker-content-digest"), digest.to_string());
+    assert_mounted(
+        &reg,
+        REPO,
+        &format!("mount={digest}&from=source/repo"),
+        &digest,
+    )
+    .await;
     let resp = reg.get(&format!("/v2/{REPO}/blobs/{digest}")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await.unwrap(), &b"shared layer"[..]);
 
-    // A repository without the blob, an invalid `from`, or no `from`: a new upload session.
+    // A repository without the blob, an invalid `from`, or no `from` for a blob nobody has:
+    // a new upload session.
     let missing = sha256(b"not anywhere");
     for query in [
         format!("mount={missing}&from=source/repo"),
         format!("mount={digest}&from=elsewhere"),
         format!("mount={digest}&from=Not..Valid"),
-        format!("mount={digest}"),
+        format!("mount={missing}"),
     ] {
         let resp = reg
             .request(Method::POST, &format!("/v2/other/blobs/uploads/?{query}"))
@@ -351,6 +345,25 @@ async fn cross_repository_mount_and_its_fallback() {
         assert!(!header(&resp, "docker-upload-uuid").is_empty());
     }
     assert!(!reg.store.has_blob("other", &digest));
+
+    // No `from` (an anonymous mount): any repository holding the blob will do.
+    assert_mounted(&reg, "other", &format!("mount={digest}"), &digest).await;
+    assert!(reg.store.has_blob("other", &digest));
+}
+
+/// `POST /v2/<repo>/blobs/uploads/?<query>` mounts `digest`: 201 at the blob's location.
+async fn assert_mounted(reg: &Registry, repo: &str, query: &str, digest: &Digest) {
+    let resp = reg
+        .request(Method::POST, &format!("/v2/{repo}/blobs/uploads/?{query}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED, "{query}");
+    assert_eq!(
+        header(&resp, "location"),
+        format!("/v2/{repo}/blobs/{digest}")
+    );
+    assert_eq!(header(&resp, "docker-content-digest"), digest.to_string());
 }
 
 #[tokio::test]
