@@ -386,7 +386,6 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-/// `GET /v1/blobs?after=&limit=`: a page of the local cache, for sibling origins' repair.
 /// `GET /v1/blobs/{digest}`: a cached blob's size and the namespaces it was stored under
 /// (the proxy's mounts without `from`); 404 `BLOB_UNKNOWN` if it is not in the cache.
 async fn blob_entry(State(st): S, Path(raw): Path<String>) -> Result<Json<BlobEntry>, ApiError> {
@@ -406,6 +405,7 @@ async fn blob_entry(State(st): S, Path(raw): Path<String>) -> Result<Json<BlobEn
     entry.map(Json).ok_or(ApiError::BlobUnknown)
 }
 
+/// `GET /v1/blobs?after=&limit=`: a page of the local cache, for sibling origins' repair.
 async fn list_blobs(State(st): S, Query(q): Query<ListQuery>) -> Result<Json<BlobPage>, ApiError> {
     let after = q.after.as_deref().map(digest).transpose()?;
     let limit = q

@@ -19,7 +19,7 @@ const SUBJECT_HEADER: &str = "oci-subject";
 /// `OCI-Tag`: one per tag a push applied from its `tag` query parameters.
 const TAG_HEADER: &str = "oci-tag";
 /// Most `tag` query parameters one push may carry.
-pub(crate) const MAX_TAG_PARAMS: usize = 64;
+const MAX_TAG_PARAMS: usize = 64;
 /// How many referenced blobs and manifests a push checks at once.
 const CHECK_CONCURRENCY: usize = 8;
 
