@@ -180,7 +180,11 @@ impl Run {
             (cpu_children + self.cpu_bench) / wall
         );
         if cores > 0 && (cpu_children + self.cpu_bench) / wall > 0.9 * cores as f64 {
-            println!("note: CPU near saturation; completion times include CPU contention");
+            println!(
+                "note: CPU near saturation; completion times include CPU contention (fewer \
+                 agents, e.g. --agents {}, measure the swarm rather than the CPU)",
+                (self.agents / 2).max(1)
+            );
         }
         println!(
             "integrity: {}/{} bodies byte-for-byte equal to the blob, checked as they streamed \
