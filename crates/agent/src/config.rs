@@ -32,6 +32,11 @@ pub struct AgentConfig {
     /// this time. Default `5s`.
     #[serde(with = "humantime_serde")]
     pub tag_ttl: Duration,
+    /// While the build-index cannot be reached (or answers 5xx), a tag resolved within this
+    /// long is still served from the cache (stale-if-error), so a build-index outage does not
+    /// break pulls of tags this node already knows. `0s` turns it off. Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub tag_stale_if_error: Duration,
     /// The IP address peers should dial, sent with announces. Default: none, and the tracker
     /// uses the address the announce came from.
     pub advertise_ip: Option<IpAddr>,
@@ -107,6 +112,7 @@ impl Default for AgentConfig {
             trackers: ClusterConfig::with_members(["127.0.0.1:7200"]),
             build_index: None,
             tag_ttl: Duration::from_secs(5),
+            tag_stale_if_error: Duration::from_secs(3600),
             advertise_ip: None,
             transport: TransportConfig::default(),
             engine: EngineSection::default(),
@@ -231,6 +237,7 @@ mod tests {
         let text = include_str!("../../../deploy/config/agent.toml");
         let c: AgentConfig = shoal_runtime::config::parse(text).unwrap();
         assert_eq!(c.engine.pipeline_depth, 4);
+        assert_eq!(c.tag_stale_if_error, Duration::from_secs(3600));
         assert_eq!(c.mirrors[0].registry, "docker.io");
         assert_eq!(c.mirrors[0].base_url(), "https://registry-1.docker.io");
         assert!(c.mirrors[0].default);

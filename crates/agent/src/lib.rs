@@ -162,7 +162,10 @@ impl Agent {
         let registry = registry::AgentStore::new(
             Arc::clone(&downloads),
             self.build_index,
-            self.config.tag_ttl,
+            registry::TagCaching {
+                ttl: self.config.tag_ttl,
+                stale_if_error: self.config.tag_stale_if_error,
+            },
         );
         let registry_stats = Arc::new(shoal_registry::RegistryStats::default());
         registry_stats.register(&metrics);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use shoal_build_index_api::BuildIndexClient;
+use shoal_build_index_api::{BuildIndexClient, ClientError};
 use shoal_core::{Digest, RepoName, Tag};
 use shoal_registry::manifest::MAX_MANIFEST_BYTES;
 use shoal_registry::{
@@ -25,11 +25,20 @@ const TAG_CACHE_MAX: usize = 100_000;
 /// A tag resolution (`None`: no such tag) and when it was fetched.
 type CachedTag = (Option<Digest>, Instant);
 
+/// How tag resolutions are cached.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TagCaching {
+    /// A resolution is fresh for this long.
+    pub(crate) ttl: Duration,
+    /// Served past `ttl` while the build-index is unavailable, up to this age.
+    pub(crate) stale_if_error: Duration,
+}
+
 /// The agent's registry storage.
 pub(crate) struct AgentStore {
     downloads: Arc<Downloads>,
     build_index: Option<BuildIndexClient>,
-    tag_ttl: Duration,
+    caching: TagCaching,
     tags: Mutex<HashMap<(RepoName, Tag), CachedTag>>,
 }
 
@@ -37,12 +46,12 @@ impl AgentStore {
     pub(crate) fn new(
         downloads: Arc<Downloads>,
         build_index: Option<BuildIndexClient>,
-        tag_ttl: Duration,
+        caching: TagCaching,
     ) -> Self {
         Self {
             downloads,
             build_index,
-            tag_ttl,
+            caching,
             tags: Mutex::default(),
         }
     }
@@ -83,17 +92,29 @@ impl RegistryStore for AgentStore {
         tag: &Tag,
     ) -> Result<Option<Digest>, RegistryError> {
         let key = (repo.clone(), tag.clone());
-        if let Some((digest, at)) = self.tags.lock().get(&key)
-            && at.elapsed() < self.tag_ttl
+        let cached = self.tags.lock().get(&key).copied();
+        if let Some((digest, at)) = cached
+            && at.elapsed() < self.caching.ttl
         {
-            return Ok(*digest);
+            return Ok(digest);
         }
-        let digest = self
-            .index()?
-            .get_tag(repo, tag)
-            .await
-            .map_err(RegistryError::from)?
-            .map(|r| r.digest);
+        let digest = match self.index()?.get_tag(repo, tag).await {
+            Ok(record) => record.map(|r| r.digest),
+            Err(e @ ClientError::Unavailable(_)) => {
+                // Stale-if-error: a build-index outage must not break pulls of known tags.
+                return match cached {
+                    Some((digest, at)) if at.elapsed() < self.caching.stale_if_error => {
+                        tracing::warn!(
+                            %repo, %tag, age = ?at.elapsed(),
+                            "build-index unavailable, serving the cached tag: {e}"
+                        );
+                        Ok(digest)
+                    }
+                    _ => Err(RegistryError::from(e)),
+                };
+            }
+            Err(e) => return Err(RegistryError::from(e)),
+        };
         let mut tags = self.tags.lock();
         if tags.len() >= TAG_CACHE_MAX {
             tags.clear();
