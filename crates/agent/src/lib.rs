@@ -165,6 +165,12 @@ impl Agent {
             registry::TagCaching {
                 ttl: self.config.tag_ttl,
                 stale_if_error: self.config.tag_stale_if_error,
+                stale_served: metrics.register(
+                    "registry_stale_tags_served",
+                    "Pulls by tag answered from an expired cache entry because the build-index \
+                     was unavailable",
+                    prometheus_client::metrics::counter::Counter::default(),
+                ),
             },
         );
         let registry_stats = Arc::new(shoal_registry::RegistryStats::default());

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 use shoal_build_index_api::{BuildIndexClient, ClientError};
 use shoal_core::{Digest, RepoName, Tag};
 use shoal_registry::manifest::MAX_MANIFEST_BYTES;
@@ -26,12 +27,14 @@ const TAG_CACHE_MAX: usize = 100_000;
 type CachedTag = (Option<Digest>, Instant);
 
 /// How tag resolutions are cached.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct TagCaching {
     /// A resolution is fresh for this long.
     pub(crate) ttl: Duration,
     /// Served past `ttl` while the build-index is unavailable, up to this age.
     pub(crate) stale_if_error: Duration,
+    /// Counts the pulls answered with a stale resolution.
+    pub(crate) stale_served: Counter,
 }
 
 /// The agent's registry storage.
@@ -104,6 +107,7 @@ impl RegistryStore for AgentStore {
                 // Stale-if-error: a build-index outage must not break pulls of known tags.
                 return match cached {
                     Some((digest, at)) if at.elapsed() < self.caching.stale_if_error => {
+                        self.caching.stale_served.inc();
                         tracing::warn!(
                             %repo, %tag, age = ?at.elapsed(),
                             "build-index unavailable, serving the cached tag: {e}"

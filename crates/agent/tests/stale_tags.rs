@@ -13,6 +13,7 @@ use shoal_build_index_api::BuildIndexClient;
 use shoal_cluster::ClusterConfig;
 use shoal_core::{Algorithm, Digest, RepoName, Tag};
 use shoal_origin::{Origin, OriginConfig};
+use shoal_testkit::metric;
 use shoal_tracker::{Tracker, TrackerConfig};
 use shoal_transport::TransportConfig;
 use tokio_util::sync::CancellationToken;
@@ -137,6 +138,10 @@ async fn known_tags_survive_a_build_index_outage() {
         digest.to_string().as_str()
     );
     assert_eq!(resp.bytes().await.unwrap(), manifest.as_bytes());
+    assert_eq!(
+        metric(&agent_url, "shoal_agent_registry_stale_tags_served_total").await,
+        1.0
+    );
     let resp = pull("never-pulled").await;
     assert_eq!(
         resp.status(),
