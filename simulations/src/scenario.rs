@@ -303,6 +303,9 @@ pub struct EngineSettings {
     /// Uploads a host lets wait beyond the one being sent; more are refused
     /// (`shoal_engine::seeding::admit_upload`). Default 4.
     pub upload_queue: Option<usize>,
+    /// Requests of one peer a host takes on at a time; the rest wait in order
+    /// (`shoal_engine::seeding::SERVE_PER_PEER`). Default 2.
+    pub serve_per_peer: Option<usize>,
     /// The origin's refusal window (`shoal_engine::seeding`). Default 2 s.
     #[serde(default, with = "humantime_serde::option")]
     pub origin_refusal_window: Option<Duration>,

@@ -24,6 +24,11 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(2);
 /// Pieces a host lets wait for its uplink, beyond those being sent. Default 4.
 pub const DEFAULT_UPLOAD_QUEUE: usize = 4;
 
+/// Requests of one peer a host takes on at a time (sending, or waiting for its uplink). The
+/// peer's further requests wait on its connection, in order: they are neither refused nor
+/// counted in the host's upload queue, so one peer cannot fill that queue by itself.
+pub const SERVE_PER_PEER: usize = 2;
+
 /// Whether a host with `waiting` uploads queued (not yet being sent) takes another request;
 /// if not, it refuses it at once. `limit` is usually [`DEFAULT_UPLOAD_QUEUE`].
 pub fn admit_upload(waiting: usize, limit: usize) -> bool {

@@ -15,9 +15,6 @@ use crate::source::Source;
 use crate::swarm::Inner;
 use crate::torrent::{Event, Ledger};
 
-/// Pieces served concurrently to one peer (see also the host-wide limit).
-const SERVE_PER_PEER: usize = 2;
-
 pub(crate) async fn control_reader(
     peer: PeerId,
     conn: u64,
@@ -71,7 +68,7 @@ pub(crate) async fn serve(
     swarm: Arc<Inner>,
     ledger: Ledger,
 ) {
-    let slots = Arc::new(Semaphore::new(SERVE_PER_PEER));
+    let slots = Arc::new(Semaphore::new(shoal_engine::seeding::SERVE_PER_PEER));
     while let Some(req) = requests.next().await {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;

@@ -8,6 +8,8 @@
 //! `max(t + len/up, max(t, downlink free) + len/down) + latency`, and the downlink is then
 //! reserved until that instant. So no host ever sends faster than its upload cap or receives
 //! faster than its download cap, and a receiver shared by many senders slows them all down.
+//! Requests enter the uplink as on the agent ([`uplink`]): a few per peer at a time, the rest
+//! waiting in order behind them.
 //! Control messages (requests, HAVEs, cancels) take the one-way latency and no bandwidth.
 //! Dials take a round trip; a failed host stops answering, and its peers see the connection
 //! close after the transport's idle timeout (or give up on it earlier through the engine's
@@ -15,6 +17,7 @@
 
 mod actions;
 mod outcome;
+mod uplink;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use shoal_core::{Bitfield, PeerId};
-use shoal_engine::seeding::{DEFAULT_UPLOAD_QUEUE, DEFAULT_WINDOW, SeedLedger, admit_upload};
+use shoal_engine::seeding::{DEFAULT_WINDOW, SeedLedger};
 use shoal_engine::{ConnectFailure, PeerInfo, PieceOutcome, Role, Torrent};
 
 use crate::report::{Outcome, Progress};
@@ -158,6 +161,8 @@ struct Host {
     alive: bool,
     slots: Vec<Option<Slot>>,
     uplink: VecDeque<Upload>,
+    /// Requests taken on per requesting peer, and those waiting behind them.
+    per_peer: uplink::PerPeer,
     up_busy: bool,
     downlink_free: Nanos,
     uploaded: u64,
@@ -286,6 +291,12 @@ impl Sim {
                 spec,
                 slots,
                 uplink: VecDeque::new(),
+                per_peer: uplink::PerPeer::new(
+                    scenario
+                        .engine
+                        .serve_per_peer
+                        .unwrap_or(shoal_engine::seeding::SERVE_PER_PEER),
+                ),
                 up_busy: false,
                 downlink_free: 0,
                 uploaded: 0,
@@ -451,6 +462,10 @@ impl Sim {
                     .position(|u| u.to == from && u.blob == blob && u.piece == piece)
                 {
                     host.uplink.remove(pos);
+                    host.per_peer.release(from, blob);
+                    self.take_parked(to, from, blob);
+                } else {
+                    host.per_peer.cancel_parked(from, blob, piece);
                 }
             }
             Ev::Refused {
@@ -470,9 +485,9 @@ impl Sim {
                 if !self.alive(to) {
                     return;
                 }
-                self.hosts[to as usize]
-                    .uplink
-                    .retain(|u| !(u.to == from && u.blob == blob));
+                let host = &mut self.hosts[to as usize];
+                host.uplink.retain(|u| !(u.to == from && u.blob == blob));
+                host.per_peer.forget(from, blob);
                 if let Some(slot) = self.slot(to, blob) {
                     slot.torrent.handle_disconnected(peer_id(from), now);
                     self.drain(to, blob);
@@ -494,6 +509,8 @@ impl Sim {
                 if let Some(slot) = self.slot(host, blob) {
                     slot.torrent.handle_served(peer_id(to), now);
                 }
+                self.hosts[host as usize].per_peer.release(to, blob);
+                self.take_parked(host, to, blob);
                 self.schedule(
                     arrival,
                     Ev::Piece {
@@ -564,6 +581,7 @@ impl Sim {
         let was_alive = host.alive;
         host.alive = false;
         host.uplink.clear();
+        host.per_peer.clear();
         if host.done_at.is_none() {
             // Failed before finishing: no longer expected to finish.
             self.pending -= 1;
@@ -681,69 +699,6 @@ impl Sim {
             },
         );
         self.drain(to, blob);
-    }
-
-    fn request_arrives(&mut self, to: u32, from: u32, blob: u32, piece: u32) {
-        let now = self.instant(self.now);
-        let limit = self
-            .scenario
-            .engine
-            .upload_queue
-            .unwrap_or(DEFAULT_UPLOAD_QUEUE);
-        let waiting = self.hosts[to as usize].uplink.len();
-        let Some(slot) = self.live_slot(to, blob) else {
-            return;
-        };
-        if !admit_upload(waiting, limit)
-            || slot.ledger.as_mut().is_some_and(|l| !l.allow(piece, now))
-        {
-            self.refusals += 1;
-            self.send(
-                to,
-                from,
-                Ev::Refused {
-                    to: from,
-                    from: to,
-                    blob,
-                    piece,
-                },
-            );
-            return;
-        }
-        self.hosts[to as usize].uplink.push_back(Upload {
-            to: from,
-            blob,
-            piece,
-        });
-        self.start_upload(to);
-    }
-
-    fn start_upload(&mut self, h: u32) {
-        let host = &mut self.hosts[h as usize];
-        if host.up_busy || !host.alive {
-            return;
-        }
-        let Some(up) = host.uplink.pop_front() else {
-            return;
-        };
-        host.up_busy = true;
-        let len = f64::from(piece_len(&self.blobs[up.blob as usize], up.piece));
-        let done = self.now + secs(len / host.spec.up);
-        let lat = self.lat(h, up.to);
-        let rx = &mut self.hosts[up.to as usize];
-        let start = (self.now + lat).max(rx.downlink_free);
-        let arrival = (done + lat).max(start + secs(len / rx.spec.down));
-        rx.downlink_free = arrival;
-        self.schedule(
-            done,
-            Ev::UploadDone {
-                host: h,
-                to: up.to,
-                blob: up.blob,
-                piece: up.piece,
-                arrival,
-            },
-        );
     }
 
     fn piece_arrives(&mut self, to: u32, from: u32, blob: u32, piece: u32) {
