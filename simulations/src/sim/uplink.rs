@@ -99,9 +99,10 @@ impl Sim {
             .engine
             .upload_queue
             .unwrap_or(DEFAULT_UPLOAD_QUEUE);
-        if self.hosts[to as usize]
-            .per_peer
-            .park_if_full(from, blob, piece)
+        if !self.alive(to)
+            || self.hosts[to as usize]
+                .per_peer
+                .park_if_full(from, blob, piece)
         {
             return;
         }
