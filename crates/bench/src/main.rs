@@ -297,7 +297,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     bail!("HTTP {status}: {body}");
                 }
                 // The agent streams the blob while it downloads: an agent is done when the
-                // last byte has arrived (and verifies, as a real client checks the digest).
+                // last byte has arrived (every byte checked against the blob on the way).
                 let verified = verify(resp, &expected).await;
                 Ok((t0.elapsed(), verified))
             })

@@ -179,7 +179,7 @@ impl TestImage {
         std::fs::create_dir_all(root.join("bin")).expect("mkdir");
         std::fs::create_dir_all(root.join("data")).expect("mkdir");
         std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copying busybox");
-        let data = incompressible(data_len);
+        let data = crate::pseudo_random_bytes(data_len, 0x5EED);
         std::fs::write(root.join("data/blob"), &data).expect("writing the data");
         let tar = dir.path().join("layer.tar");
         let out = Command::new("tar")
@@ -251,18 +251,4 @@ impl TestImage {
 
 fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-/// `len` bytes that do not compress (splitmix64 from a fixed seed).
-fn incompressible(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x5EED;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
