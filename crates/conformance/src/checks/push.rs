@@ -443,22 +443,7 @@ async fn mounts(ctx: &Ctx, rec: &mut Recorder<'_>, repo: &str, target: &str) {
         push_blobs(t, repo, &[&blob]).await?;
         let query = format!("mount={}&from={repo}", blob.digest);
         let resp = t.send(t.post(&format!("{uploads}?{query}"))).await?;
-        resp.expect(&[201, 202])?;
-        if resp.status == 202 {
-            return check_location_under(t, &resp, &uploads);
-        }
-        let location = resp.required_header("location")?;
-        let path = path_and_query(&t.resolve(location)?);
-        if path != blob_path(target, &blob.digest) {
-            return Err(format!(
-                "{}: Location {location}, expected {}",
-                resp.what,
-                blob_path(target, &blob.digest)
-            ));
-        }
-        check_digest_header(&resp, &blob.bytes)?;
-        let get = t.send(t.get(location)).await?;
-        check_blob(&get, &blob, false)
+        check_mounted(t, &resp, target, &blob).await
     })
     .await;
     rec.check("push/mount-anonymous", async {
@@ -468,14 +453,7 @@ async fn mounts(ctx: &Ctx, rec: &mut Recorder<'_>, repo: &str, target: &str) {
         let resp = t
             .send(t.post(&with_query(&uploads, "mount", &blob.digest)))
             .await?;
-        resp.expect(&[201, 202])?;
-        if resp.status == 202 {
-            return check_location_under(t, &resp, &uploads);
-        }
-        let location = resp.required_header("location")?;
-        check_digest_header(&resp, &blob.bytes)?;
-        let get = t.send(t.get(location)).await?;
-        check_blob(&get, &blob, false)
+        check_mounted(t, &resp, &anonymous, &blob).await
     })
     .await;
     rec.check("push/mount-missing", async {
@@ -489,6 +467,27 @@ async fn mounts(ctx: &Ctx, rec: &mut Recorder<'_>, repo: &str, target: &str) {
     cleanup(t, target, &[], &[&blob.digest]).await;
     cleanup(t, &anonymous, &[], &[&blob.digest]).await;
     cleanup(t, repo, &[], &[&blob.digest]).await;
+}
+
+/// A mount into `target`: 201 at the blob's location in `target`, serving it (with a matching
+/// digest header, if any), or 202 with an upload session under `target`.
+async fn check_mounted(t: &Endpoint, resp: &Resp, target: &str, blob: &Blob) -> Result<(), String> {
+    resp.expect(&[201, 202])?;
+    if resp.status == 202 {
+        return check_location_under(t, resp, &uploads_path(target));
+    }
+    let location = resp.required_header("location")?;
+    let path = path_and_query(&t.resolve(location)?);
+    if path != blob_path(target, &blob.digest) {
+        return Err(format!(
+            "{}: Location {location}, expected {}",
+            resp.what,
+            blob_path(target, &blob.digest)
+        ));
+    }
+    check_digest_header(resp, &blob.bytes)?;
+    let get = t.send(t.get(location)).await?;
+    check_blob(&get, blob, false)
 }
 
 /// Against a read-only registry: uploads and manifest pushes are refused.
