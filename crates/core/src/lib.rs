@@ -5,7 +5,9 @@
 //! * [`PieceLayout`] and [`PieceIndex`]: how a blob is cut into pieces (4 MiB by default). A
 //!   `PieceIndex` can only be obtained from a layout, so it is always in range for that layout.
 //! * [`MetaInfo`] and [`InfoHash`]: the torrent description of a blob (its digest, length, piece
-//!   length and the SHA-256 of every piece) with a stable, versioned binary encoding.
+//!   length and a hash per piece: for `sha256` blobs a SHA-256 chain whose pieces verify on
+//!   their own and together prove the digest, see [`HashScheme`]) with a stable, versioned
+//!   binary encoding.
 //! * [`RepoName`] and [`Tag`]: repository names and tags per the OCI distribution spec grammar.
 //! * [`PeerId`] and [`Bitfield`]: who a peer is and which pieces it has.
 //!
@@ -13,6 +15,7 @@
 //! sockets, files, clocks or runtimes, so the simulator and every service can share it.
 
 mod bitfield;
+mod chain;
 mod digest;
 mod metainfo;
 mod name;
@@ -21,7 +24,7 @@ mod piece;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
-pub use metainfo::{InfoHash, MetaInfo, MetaInfoBuilder, MetaInfoError};
+pub use metainfo::{HashScheme, InfoHash, MetaInfo, MetaInfoBuilder, MetaInfoError};
 pub use name::{NameError, RepoName, Tag};
 pub use peer::PeerId;
 pub use piece::{

@@ -25,7 +25,7 @@ const UPLOAD_ID_HEADER: &str = "upload-id";
 /// Bytes an upload has received.
 const UPLOAD_OFFSET_HEADER: &str = "shoal-upload-offset";
 /// Content type of encoded metainfo.
-pub const METAINFO_CONTENT_TYPE: &str = "application/vnd.shoal.metainfo.v1";
+pub const METAINFO_CONTENT_TYPE: &str = "application/vnd.shoal.metainfo.v2";
 
 /// The metainfo response header naming the origin's peer id (64 hex characters).
 pub const PEER_ID_HEADER: &str = "shoal-peer-id";

@@ -404,7 +404,7 @@ impl Blobs {
                     }
                     let reader = store.open_blob(&digest)?;
                     let piece_length = shoal_core::piece_length_for(reader.size(), min, max);
-                    let mut builder = MetaInfoBuilder::new(piece_length)
+                    let mut builder = MetaInfoBuilder::new(digest.algorithm(), piece_length)
                         .map_err(|e| ApiError::Internal(e.to_string()))?;
                     let mut buf = vec![0u8; READ_CHUNK];
                     let mut offset = 0;

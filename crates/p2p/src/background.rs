@@ -1,7 +1,8 @@
 //! The whole-blob check on a thread of its own, at background CPU priority.
 //!
-//! When a download's last piece lands, the agent re-reads and re-hashes the whole blob before
-//! publishing it. That is bulk work nobody waits for: clients streaming the blob already have
+//! When a download's last piece lands, the agent fsyncs the blob and, unless its metainfo is a
+//! SHA-256 chain whose piece checks already proved the digest, re-reads and re-hashes the whole
+//! blob before publishing it. That is bulk work nobody waits for: clients streaming the blob already have
 //! (or are reading) verified pieces, and peers are served from the partial file meanwhile. On
 //! a host short of CPU it should not slow those down. It runs on a short-lived thread whose
 //! nice value is raised (Linux), rather than on the blocking pool: lowering a thread's nice

@@ -9,7 +9,7 @@
 //!
 //! Pieces are verified (SHA-256 against the metainfo) and written with positioned writes by
 //! the store as they land, off the async threads; the whole blob is checked before it is
-//! published.
+//! published (for a SHA-256 chain metainfo, by the piece checks themselves).
 //!
 //! This crate is **not** the tracker client or an HTTP API: the agent announces and hands the
 //! peers it learns to [`TorrentHandle::add_peers`].

@@ -437,7 +437,8 @@ impl Task {
     }
 
     /// Tells watchers (streaming readers) about a stored piece. Also after the last one: the
-    /// whole-blob check that follows (an fsync and a second SHA-256 pass) takes a while, and a
+    /// whole-blob check that follows (an fsync, and a second hash pass unless the metainfo is a
+    /// SHA-256 chain) takes a while, and a
     /// reader waiting for the last bytes must not wait for it too.
     fn publish_progress(&mut self) {
         let update = TorrentState::Downloading {

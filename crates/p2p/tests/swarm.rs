@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 const PIECE: u32 = 256 * 1024;
 
 fn meta_of(data: &[u8]) -> MetaInfo {
-    let mut b = MetaInfoBuilder::new(PIECE).unwrap();
+    let mut b = MetaInfoBuilder::new(Algorithm::Sha256, PIECE).unwrap();
     b.update(data);
     b.finish(Digest::compute(Algorithm::Sha256, data)).unwrap()
 }

@@ -54,8 +54,9 @@ pub enum PieceWrite {
 /// Pieces arrive in any order and from several connections at once: their data is written with
 /// positioned writes on a shared file, and a mutex guards only the bookkeeping (which pieces are
 /// present or being written), never piece I/O. Nothing under `partial/` is visible as a blob:
-/// [`PartialBlob::finish`] verifies the whole blob's digest and publishes it into `blobs/`
-/// through [`BlobStore::publish`], the same path as any other commit.
+/// [`PartialBlob::finish`] makes sure the whole blob matches its digest (for a SHA-256 chain,
+/// the piece checks already did) and publishes it into `blobs/` through
+/// [`BlobStore::publish`], the same path as any other commit.
 ///
 /// **Resume policy: re-verify.** Piece writes are not fsynced, so after a power loss the status
 /// file may claim pieces whose data never reached the disk (or the file system may have
@@ -398,14 +399,19 @@ impl PartialBlob {
         Ok(n)
     }
 
-    /// Commits the completed download: fsyncs, verifies the whole blob against its digest
-    /// (re-reading it, with the digest's own algorithm), publishes it into `blobs/` via
+    /// Commits the completed download: fsyncs, makes sure the whole blob matches its digest,
+    /// publishes it into `blobs/` via
     /// [`BlobStore::publish`] (so it becomes visible only now and counts towards eviction),
     /// stores its metainfo next to it and removes the status file. Returns the blob size.
     ///
+    /// The whole-blob check costs nothing for a [`shoal_core::HashScheme::Chained`] metainfo
+    /// (every `sha256` blob the origins describe): its piece checks are the SHA-256 of the
+    /// whole blob, computed as the pieces landed, and the last one compared it with the
+    /// digest. Otherwise the blob is read back and hashed with the digest's own algorithm.
+    ///
     /// Fails with [`StoreError::Incomplete`] (and changes nothing) while pieces are missing.
-    /// On a whole-blob [`StoreError::DigestMismatch`] (the metainfo's piece hashes contradict
-    /// its digest) the partial files are deleted, so a new download starts over. Existing
+    /// On a whole-blob [`StoreError::DigestMismatch`] (independent piece hashes that contradict
+    /// the digest) the partial files are deleted, so a new download starts over. Existing
     /// handles keep reading the content after a successful finish; calling it again returns the
     /// size again.
     pub fn finish(&self) -> Result<u64, StoreError> {
@@ -429,7 +435,14 @@ impl PartialBlob {
             }
         }
         s.data.sync_all().map_err(io_err("syncing partial blob"))?;
-        let actual = hash_file(&s.data, size, digest).map_err(io_err("hashing partial blob"))?;
+        // With a SHA-256 chain the pieces' verification already computed the whole blob's
+        // SHA-256 (the last piece's check finishes it against the digest); otherwise the
+        // blob is read back and hashed once more.
+        let actual = if s.meta.pieces_prove_digest() {
+            digest
+        } else {
+            hash_file(&s.data, size, digest).map_err(io_err("hashing partial blob"))?
+        };
         if actual != digest {
             tracing::warn!(%digest, %actual, "downloaded blob does not match its digest");
             s.discard()?;

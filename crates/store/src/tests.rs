@@ -154,7 +154,7 @@ fn metainfo_sidecar_round_trips_and_is_deleted_with_blob() {
     let store = BlobStore::open(dir.path(), StoreConfig::default()).unwrap();
     let data = vec![7u8; 100];
     let d = put(&store, &data);
-    let mut b = shoal_core::MetaInfoBuilder::new(16).unwrap();
+    let mut b = shoal_core::MetaInfoBuilder::new(Algorithm::Sha256, 16).unwrap();
     b.update(&data);
     let m = b.finish(d).unwrap();
     assert!(store.read_metainfo(&d).is_none());

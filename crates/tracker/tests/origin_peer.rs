@@ -49,7 +49,7 @@ async fn fake_origin(ns: &str, meta: &MetaInfo, headers: &[(&str, &str)]) -> Run
 
 fn metainfo(len: usize, seed: u8) -> MetaInfo {
     let (data, d): (Vec<u8>, Digest) = blob(len, seed);
-    let mut b = MetaInfoBuilder::new(64 * 1024).unwrap();
+    let mut b = MetaInfoBuilder::new(shoal_core::Algorithm::Sha256, 64 * 1024).unwrap();
     b.update(&data);
     b.finish(d).unwrap()
 }

@@ -17,7 +17,7 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn meta_with_digest(data: &[u8], piece_len: u32, digest: Digest) -> MetaInfo {
-    let mut b = MetaInfoBuilder::new(piece_len).unwrap();
+    let mut b = MetaInfoBuilder::new(digest.algorithm(), piece_len).unwrap();
     b.update(data);
     b.finish(digest).unwrap()
 }
@@ -64,22 +64,30 @@ fn is_send_sync() {
 
 #[test]
 fn random_order_with_short_last_piece_then_finish() {
-    for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+    // Independent piece hashes (sha256 with 100-byte pieces, sha512) and a SHA-256 chain
+    // (128-byte pieces), whose finish does not hash the blob again.
+    for (alg, piece_len, chained) in [
+        (Algorithm::Sha256, 100, false),
+        (Algorithm::Sha512, 100, false),
+        (Algorithm::Sha256, 128, true),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let data = content(1037, 1);
-        let meta = meta_for(&data, 100, alg);
+        let meta = meta_for(&data, piece_len, alg);
+        assert_eq!(meta.pieces_prove_digest(), chained);
         let d = meta.digest();
-        assert_eq!(meta.layout().piece_count(), 11);
+        let count = meta.layout().piece_count();
+        assert_eq!(count, 1037_u32.div_ceil(piece_len));
         let partial = store.partial(&meta).unwrap();
         assert_eq!(partial.have().count_ones(), 0);
         let (data_path, status_path) = paths(dir.path(), &d);
         assert_eq!(fs::metadata(&data_path).unwrap().len(), 1037);
-        assert_eq!(fs::metadata(&status_path).unwrap().len(), 11);
+        assert_eq!(fs::metadata(&status_path).unwrap().len(), u64::from(count));
 
         let mut order: Vec<_> = meta.layout().pieces().collect();
         order.shuffle(&mut rand::rng());
-        let last = meta.layout().piece(10).unwrap();
+        let last = meta.layout().piece(count - 1).unwrap();
         for (n, &p) in order.iter().enumerate() {
             assert_eq!(partial.read_piece(p).unwrap(), None);
             write_all(&partial, &data, [p]);
@@ -91,10 +99,13 @@ fn random_order_with_short_last_piece_then_finish() {
             // Not visible as a blob until finished.
             assert_eq!(store.stat(&d), None);
         }
-        assert_eq!(partial.read_piece(last).unwrap().unwrap().len(), 37);
+        assert_eq!(
+            partial.read_piece(last).unwrap().unwrap().len() as u32,
+            1037 % piece_len
+        );
         assert!(partial.is_complete());
         assert_eq!(partial.contiguous_prefix_len(), 1037);
-        assert_eq!(fs::read(&status_path).unwrap(), vec![1; 11]);
+        assert_eq!(fs::read(&status_path).unwrap(), vec![1; count as usize]);
 
         assert_eq!(partial.finish().unwrap(), 1037);
         assert_eq!(store.stat(&d), Some(1037));
