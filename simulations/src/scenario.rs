@@ -328,7 +328,7 @@ impl EngineSettings {
         EngineConfig {
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             max_outbound: self.max_outbound.unwrap_or(d.max_outbound),
-            pipeline_depth: self.pipeline_depth.unwrap_or(d.pipeline_depth),
+            pipeline_depth: self.pipeline_depth.or(d.pipeline_depth),
             origin_pipeline_depth: self
                 .origin_pipeline_depth
                 .unwrap_or(d.origin_pipeline_depth),
@@ -507,7 +507,7 @@ size = "64MiB"
             ],
         )
         .unwrap();
-        assert_eq!(s.engine.config(0).pipeline_depth, 8);
+        assert_eq!(s.engine.config(0).pipeline_depth, Some(8));
         assert_eq!(s.engine.config(0).piece_policy, PiecePolicy::Random);
         assert_eq!(s.piece_length.for_blob(64 << 20), 16 << 20);
         assert_eq!(s.join.spread, Duration::from_secs(5));

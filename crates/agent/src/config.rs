@@ -134,8 +134,9 @@ pub struct EngineSection {
     /// Of those, most that this agent dials; the rest wait for peers that dial it, so
     /// agents that start together do not fill each other's slots. Default 5.
     pub max_outbound: usize,
-    /// Outstanding piece requests per agent connection. Default 4.
-    pub pipeline_depth: usize,
+    /// Most outstanding piece requests per agent connection. Unset (default): 2, or 4 for
+    /// pieces over 16 MiB (`shoal_engine::EngineConfig::pipeline_depth_for`).
+    pub pipeline_depth: Option<usize>,
     /// Outstanding piece requests per origin connection. Default 8.
     pub origin_pipeline_depth: usize,
     /// The depth adapts to each peer's rate: pieces it delivers in this window, plus one.
@@ -236,7 +237,8 @@ mod tests {
     fn shipped_example_config_parses() {
         let text = include_str!("../../../deploy/config/agent.toml");
         let c: AgentConfig = shoal_runtime::config::parse(text).unwrap();
-        assert_eq!(c.engine.pipeline_depth, 4);
+        assert_eq!(c.engine.pipeline_depth, None);
+        assert_eq!(c.engine.origin_pipeline_depth, 8);
         assert_eq!(c.tag_stale_if_error, Duration::from_secs(3600));
         assert_eq!(c.mirrors[0].registry, "docker.io");
         assert_eq!(c.mirrors[0].base_url(), "https://registry-1.docker.io");

@@ -61,7 +61,7 @@ impl Torrent {
         let max_depth = if peer.is_origin {
             self.config.origin_pipeline_depth
         } else {
-            self.config.pipeline_depth
+            self.config.pipeline_depth_for(self.layout.piece_len())
         };
         let depth = adaptive_depth(
             peer.rate,

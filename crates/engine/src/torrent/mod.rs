@@ -668,4 +668,70 @@ mod tests {
         assert_eq!(adaptive_depth(Some(1024.0 * mib), 4 << 20, w, 8), 8);
         assert_eq!(adaptive_depth(Some(f64::INFINITY), 4 << 20, w, 8), 8);
     }
+
+    #[test]
+    fn the_depth_cap_follows_the_piece_length_unless_set() {
+        use crate::config::{LARGE_PIECE_LEN, LARGE_PIECE_PIPELINE_DEPTH, PIPELINE_DEPTH};
+        let auto = EngineConfig::default();
+        assert_eq!(auto.pipeline_depth, None);
+        assert_eq!(PIPELINE_DEPTH, crate::seeding::SERVE_PER_PEER);
+        assert_eq!(auto.pipeline_depth_for(256 << 10), 2);
+        assert_eq!(auto.pipeline_depth_for(4 << 20), 2);
+        assert_eq!(auto.pipeline_depth_for(LARGE_PIECE_LEN), 2);
+        assert_eq!(auto.pipeline_depth_for(LARGE_PIECE_LEN + 1), 4);
+        assert_eq!(
+            auto.pipeline_depth_for(128 << 20),
+            LARGE_PIECE_PIPELINE_DEPTH
+        );
+        let set = EngineConfig {
+            pipeline_depth: Some(6),
+            ..EngineConfig::default()
+        };
+        assert_eq!(set.pipeline_depth_for(256 << 10), 6);
+        assert_eq!(set.pipeline_depth_for(128 << 20), 6);
+    }
+
+    /// Requests outstanding with one fast, complete agent peer once its rate is measured.
+    fn outstanding_with_a_fast_peer(piece_len: u32) -> usize {
+        let layout = PieceLayout::new(64 * u64::from(piece_len), piece_len).unwrap();
+        let me = PeerId::from_bytes([1; 32]);
+        let peer = PeerId::from_bytes([2; 32]);
+        let mut t = Torrent::new(
+            layout,
+            Bitfield::for_layout(&layout),
+            me,
+            Role::Agent,
+            EngineConfig::default(),
+        );
+        let mut full = Bitfield::for_layout(&layout);
+        for p in layout.pieces() {
+            full.set(p);
+        }
+        let start = Instant::now();
+        t.handle_connected(peer, full, false, start).unwrap();
+        let mut outstanding = Vec::new();
+        let drain = |t: &mut Torrent, outstanding: &mut Vec<PieceIndex>| {
+            while let Some(a) = t.poll_action() {
+                if let Action::Request { piece, .. } = a {
+                    outstanding.push(piece);
+                }
+            }
+        };
+        drain(&mut t, &mut outstanding);
+        // A piece every millisecond: a rate far above anything the depth could cover.
+        for ms in 1..=4 {
+            let piece = outstanding.remove(0);
+            let now = start + Duration::from_millis(ms);
+            t.handle_piece(peer, piece, PieceOutcome::Valid, now);
+            drain(&mut t, &mut outstanding);
+        }
+        outstanding.len()
+    }
+
+    #[test]
+    fn a_fast_peer_gets_the_piece_length_s_depth() {
+        assert_eq!(outstanding_with_a_fast_peer(256 << 10), 2);
+        assert_eq!(outstanding_with_a_fast_peer(4 << 20), 2);
+        assert_eq!(outstanding_with_a_fast_peer(32 << 20), 4);
+    }
 }
