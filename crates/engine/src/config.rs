@@ -43,7 +43,8 @@ pub struct EngineConfig {
     /// 32 capped agents all streaming from byte 0 the simulator's median is 1.095× the minimum
     /// with no reader priority, 1.100× with a window of 1, 1.105× with 2 and 1.41× with 16.
     /// The reader still gets its leading bytes early; the rest of the blob arrives rarest
-    /// first.
+    /// first. While every connected peer is complete (nobody to trade with, e.g. an origin
+    /// alone) the window is the whole blob: the pieces are requested in order.
     pub stream_window: u32,
     /// Endgame starts when this many pieces or fewer are missing and all of them are already
     /// requested: they are then requested from every neighbour that has them, and the

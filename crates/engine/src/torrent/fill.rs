@@ -25,15 +25,31 @@ impl Torrent {
         }
     }
 
-    /// The next missing pieces a streaming reader waits for, not yet requested.
-    fn stream_wanted(&self) -> Vec<u32> {
+    /// Up to `limit` of the next missing pieces a streaming reader waits for that are not yet
+    /// requested and pass `accept`: among the first
+    /// [`crate::EngineConfig::stream_window`] from its position, or among all of them while
+    /// every connected peer is complete.
+    ///
+    /// The window is small because every agent streaming the same blob wants the same next
+    /// pieces, which costs the swarm its diversity. That cost needs someone to trade with:
+    /// while all our neighbours are seeders (an origin alone, as on a cold pull by one host),
+    /// no order is better for the swarm than another, and fetching in order lets the client
+    /// read at the download's pace instead of catching up after a random fill.
+    fn stream_picks(&self, limit: usize, accept: impl Fn(u32) -> bool) -> Vec<u32> {
         let Some(from) = self.stream_from else {
             return Vec::new();
         };
+        let only_seeders = self.peers.values().all(|p| p.bitfield.is_complete());
+        let window = if only_seeders {
+            usize::MAX
+        } else {
+            self.config.stream_window as usize
+        };
         (from..self.layout.piece_count())
             .filter(|p| !self.have.has_index(*p))
-            .take(self.config.stream_window as usize)
-            .filter(|p| !self.inflight.contains_key(p))
+            .take(window)
+            .filter(|p| !self.is_inflight[*p as usize] && accept(*p))
+            .take(limit)
             .collect()
     }
 
@@ -83,12 +99,7 @@ impl Torrent {
                     .get(p)
                     .is_some_and(|(who, until)| who == id && *until > now)
         };
-        let mut picks: Vec<u32> = self
-            .stream_wanted()
-            .into_iter()
-            .filter(|p| peer.bitfield.has_index(*p) && !avoided(p))
-            .take(free)
-            .collect();
+        let mut picks = self.stream_picks(free, |p| peer.bitfield.has_index(p) && !avoided(&p));
         let wanted = |p: u32, picks: &[u32]| {
             !self.is_inflight[p as usize] && !picks.contains(&p) && !avoided(&p)
         };

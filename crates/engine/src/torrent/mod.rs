@@ -728,6 +728,63 @@ mod tests {
         outstanding.len()
     }
 
+    /// The pieces requested from an origin, in order, for a reader streaming from piece 0,
+    /// with or without a leecher among our neighbours.
+    fn requests_to_the_origin_while_streaming(with_leecher: bool) -> Vec<u32> {
+        let layout = PieceLayout::new(64 * 256 * 1024, 256 * 1024).unwrap();
+        let me = PeerId::from_bytes([1; 32]);
+        let origin = PeerId::from_bytes([2; 32]);
+        let leecher = PeerId::from_bytes([3; 32]);
+        let mut t = Torrent::new(
+            layout,
+            Bitfield::for_layout(&layout),
+            me,
+            Role::Agent,
+            EngineConfig::default(),
+        );
+        let mut full = Bitfield::for_layout(&layout);
+        for p in layout.pieces() {
+            full.set(p);
+        }
+        let start = Instant::now();
+        if with_leecher {
+            // A neighbour with nothing yet: someone to trade with later.
+            t.handle_connected(leecher, Bitfield::for_layout(&layout), false, start)
+                .unwrap();
+        }
+        t.handle_stream_position(Some(0), start);
+        t.handle_connected(origin, full, true, start).unwrap();
+        let mut requested = Vec::new();
+        let mut outstanding = Vec::new();
+        for ms in 1..=16 {
+            while let Some(a) = t.poll_action() {
+                if let Action::Request { peer, piece } = a {
+                    assert_eq!(peer, origin);
+                    requested.push(piece.get());
+                    outstanding.push(piece);
+                }
+            }
+            let piece = outstanding.remove(0);
+            let now = start + Duration::from_millis(ms);
+            t.handle_piece(origin, piece, PieceOutcome::Valid, now);
+            let next = (0..64).find(|p| !t.have().has_index(*p));
+            t.handle_stream_position(next, now);
+        }
+        requested
+    }
+
+    #[test]
+    fn a_reader_with_only_seeders_around_gets_the_blob_in_order() {
+        let alone = requests_to_the_origin_while_streaming(false);
+        assert!(alone.len() >= 16, "{alone:?}");
+        assert_eq!(alone, (0..alone.len() as u32).collect::<Vec<_>>());
+        // With a leecher to trade with, only the reader's next piece goes first; the rest is
+        // rarest first (random among equals), for the swarm's diversity.
+        let traded = requests_to_the_origin_while_streaming(true);
+        assert_ne!(traded, (0..traded.len() as u32).collect::<Vec<_>>());
+        assert!(traded.iter().any(|p| *p >= 32), "{traded:?}");
+    }
+
     #[test]
     fn a_fast_peer_gets_the_piece_length_s_depth() {
         assert_eq!(outstanding_with_a_fast_peer(256 << 10), 2);
