@@ -691,15 +691,13 @@ mod tests {
         assert_eq!(set.pipeline_depth_for(128 << 20), 6);
     }
 
-    /// Requests outstanding with one fast, complete agent peer once its rate is measured.
-    fn outstanding_with_a_fast_peer(piece_len: u32) -> usize {
+    /// An agent's torrent of 64 pieces of `piece_len`, with nothing yet, and a full bitfield.
+    fn empty_agent(piece_len: u32) -> (Torrent, Bitfield) {
         let layout = PieceLayout::new(64 * u64::from(piece_len), piece_len).unwrap();
-        let me = PeerId::from_bytes([1; 32]);
-        let peer = PeerId::from_bytes([2; 32]);
-        let mut t = Torrent::new(
+        let t = Torrent::new(
             layout,
             Bitfield::for_layout(&layout),
-            me,
+            PeerId::from_bytes([1; 32]),
             Role::Agent,
             EngineConfig::default(),
         );
@@ -707,6 +705,13 @@ mod tests {
         for p in layout.pieces() {
             full.set(p);
         }
+        (t, full)
+    }
+
+    /// Requests outstanding with one fast, complete agent peer once its rate is measured.
+    fn outstanding_with_a_fast_peer(piece_len: u32) -> usize {
+        let (mut t, full) = empty_agent(piece_len);
+        let peer = PeerId::from_bytes([2; 32]);
         let start = Instant::now();
         t.handle_connected(peer, full, false, start).unwrap();
         let mut outstanding = Vec::new();
@@ -731,21 +736,10 @@ mod tests {
     /// The pieces requested from an origin, in order, for a reader streaming from piece 0,
     /// with or without a leecher among our neighbours.
     fn requests_to_the_origin_while_streaming(with_leecher: bool) -> Vec<u32> {
-        let layout = PieceLayout::new(64 * 256 * 1024, 256 * 1024).unwrap();
-        let me = PeerId::from_bytes([1; 32]);
+        let (mut t, full) = empty_agent(256 * 1024);
+        let layout = t.layout();
         let origin = PeerId::from_bytes([2; 32]);
         let leecher = PeerId::from_bytes([3; 32]);
-        let mut t = Torrent::new(
-            layout,
-            Bitfield::for_layout(&layout),
-            me,
-            Role::Agent,
-            EngineConfig::default(),
-        );
-        let mut full = Bitfield::for_layout(&layout);
-        for p in layout.pieces() {
-            full.set(p);
-        }
         let start = Instant::now();
         if with_leecher {
             // A neighbour with nothing yet: someone to trade with later.
