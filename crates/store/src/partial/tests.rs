@@ -306,44 +306,49 @@ fn resume_after_restart_keeps_written_pieces() {
 
 #[test]
 fn resume_drops_marked_pieces_that_do_not_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = content(1000, 7);
-    let meta = meta_for(&data, 100, Algorithm::Sha256);
-    let l = meta.layout();
-    let (data_path, status_path) = paths(dir.path(), &meta.digest());
-    {
+    // Independent piece hashes (100-byte pieces) and a SHA-256 chain (128-byte pieces), where
+    // each piece verifies from the checkpoint before it.
+    for piece_len in [100u32, 128] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = content(1000, 7);
+        let meta = meta_for(&data, piece_len, Algorithm::Sha256);
+        assert_eq!(meta.pieces_prove_digest(), piece_len == 128);
+        let l = meta.layout();
+        let count = l.piece_count() as usize;
+        let (data_path, status_path) = paths(dir.path(), &meta.digest());
+        {
+            let store = open(dir.path());
+            let partial = store.partial(&meta).unwrap();
+            write_all(&partial, &data, (0..6).map(|i| l.piece(i).unwrap()));
+        }
+        // Power-loss style damage: piece 2's data is garbage, piece 6 is marked but was never
+        // written, piece 4 has a status byte that means nothing.
+        let f = fs::OpenOptions::new().write(true).open(&data_path).unwrap();
+        f.write_all_at(b"garbage", 2 * u64::from(piece_len) + 30)
+            .unwrap();
+        let s = fs::OpenOptions::new()
+            .write(true)
+            .open(&status_path)
+            .unwrap();
+        s.write_all_at(&[7], 4).unwrap();
+        s.write_all_at(&[1], 6).unwrap();
+        drop((f, s));
+
         let store = open(dir.path());
         let partial = store.partial(&meta).unwrap();
-        write_all(&partial, &data, (0..6).map(|i| l.piece(i).unwrap()));
+        assert_eq!(partial.have().ones().collect::<Vec<_>>(), vec![0, 1, 3, 5]);
+        assert_eq!(partial.contiguous_prefix_len(), 2 * u64::from(piece_len));
+        let mut marks = vec![0u8; count];
+        for i in [0, 1, 3, 5] {
+            marks[i] = 1;
+        }
+        assert_eq!(fs::read(&status_path).unwrap(), marks);
+        assert_eq!(partial.read_piece(l.piece(2).unwrap()).unwrap(), None);
+        let missing = [2, 4].into_iter().chain(6..count as u32);
+        write_all(&partial, &data, missing.map(|i| l.piece(i).unwrap()));
+        assert_eq!(partial.finish().unwrap(), 1000);
+        assert_eq!(read_blob(&store, &meta.digest()), data);
     }
-    // Power-loss style damage: piece 2's data is garbage, piece 6 is marked but was never
-    // written, piece 4 has a status byte that means nothing.
-    let f = fs::OpenOptions::new().write(true).open(&data_path).unwrap();
-    f.write_all_at(b"garbage", 230).unwrap();
-    let s = fs::OpenOptions::new()
-        .write(true)
-        .open(&status_path)
-        .unwrap();
-    s.write_all_at(&[7], 4).unwrap();
-    s.write_all_at(&[1], 6).unwrap();
-    drop((f, s));
-
-    let store = open(dir.path());
-    let partial = store.partial(&meta).unwrap();
-    assert_eq!(partial.have().ones().collect::<Vec<_>>(), vec![0, 1, 3, 5]);
-    assert_eq!(partial.contiguous_prefix_len(), 200);
-    assert_eq!(
-        fs::read(&status_path).unwrap(),
-        vec![1, 1, 0, 1, 0, 1, 0, 0, 0, 0]
-    );
-    assert_eq!(partial.read_piece(l.piece(2).unwrap()).unwrap(), None);
-    write_all(
-        &partial,
-        &data,
-        [2, 4, 6, 7, 8, 9].map(|i| l.piece(i).unwrap()),
-    );
-    assert_eq!(partial.finish().unwrap(), 1000);
-    assert_eq!(read_blob(&store, &meta.digest()), data);
 }
 
 #[test]
