@@ -137,7 +137,7 @@ pub struct EngineSection {
     /// Most outstanding piece requests per agent connection. Unset (default): 2, or 4 for
     /// pieces over 16 MiB (`shoal_engine::EngineConfig::pipeline_depth_for`).
     pub pipeline_depth: Option<usize>,
-    /// Outstanding piece requests per origin connection. Default 8.
+    /// Outstanding piece requests per origin connection. Default 16.
     pub origin_pipeline_depth: usize,
     /// The depth adapts to each peer's rate: pieces it delivers in this window, plus one.
     /// Default `1s`.
@@ -238,7 +238,7 @@ mod tests {
         let text = include_str!("../../../deploy/config/agent.toml");
         let c: AgentConfig = shoal_runtime::config::parse(text).unwrap();
         assert_eq!(c.engine.pipeline_depth, None);
-        assert_eq!(c.engine.origin_pipeline_depth, 8);
+        assert_eq!(c.engine.origin_pipeline_depth, 16);
         assert_eq!(c.tag_stale_if_error, Duration::from_secs(3600));
         assert_eq!(c.mirrors[0].registry, "docker.io");
         assert_eq!(c.mirrors[0].base_url(), "https://registry-1.docker.io");
