@@ -31,9 +31,10 @@ pub struct EngineConfig {
     /// Most piece requests kept outstanding per connection to an origin. Default 16: origins
     /// have more bandwidth and every round trip saved there matters. The requests beyond the
     /// two an origin serves at once wait there in order, so a pause of the agent (a slow
-    /// page-cache write, a busy core) does not empty the pipe: one uncapped agent pulling
-    /// 1 GiB went from 224–268 MB/s at 8 to 283–303 MB/s at 16 (four runs each), swarms
-    /// were equal (see `docs/SIMULATIONS.md`).
+    /// page-cache write, a busy core) does not empty the pipe. One uncapped agent pulling
+    /// 1 GiB: 224–316 MB/s at 8, 260–323 MB/s at 16 (six interleaved runs each, means 269 and
+    /// 291 MB/s; this VM's page-cache costs make single runs noisy). Swarms were equal, real
+    /// and simulated (see `docs/SIMULATIONS.md`).
     pub origin_pipeline_depth: usize,
     /// The depth adapts to each peer's measured rate: one request plus as many pieces as the
     /// peer delivers in this window (two before a rate is measured), up to the maximum depth.
