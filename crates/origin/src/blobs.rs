@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use shoal_backend::{BackendError, BackendRouter, ObjectKey};
-use shoal_core::{Digest, InfoHash, MetaInfo, MetaInfoBuilder, RepoName};
+use shoal_core::{Digest, InfoHash, MetaInfo, MetaInfoBuilder, MetaInfoError, RepoName};
 use shoal_store::{BlobReader, BlobStore, READ_CHUNK, StoreError, TempBlob};
 
 use crate::error::ApiError;
@@ -366,7 +366,15 @@ impl Blobs {
             None => {
                 // Make sure the content is here (fetching it if needed) before hashing it.
                 drop(self.open(namespace, digest).await?);
-                self.generate_metainfo(*digest).await?
+                match self.generate_metainfo(*digest).await {
+                    // The damaged copy is gone: fetch a good one (from the backend or a
+                    // replica) and try once more.
+                    Err(ApiError::CorruptCache(_)) => {
+                        drop(self.open(namespace, digest).await?);
+                        self.generate_metainfo(*digest).await?
+                    }
+                    other => other?,
+                }
             }
         };
         self.seeds.lock().insert(meta.info_hash(), *digest);
@@ -418,9 +426,22 @@ impl Blobs {
                         builder.update(&buf[..n]);
                         offset += n as u64;
                     }
-                    let meta = builder
-                        .finish(digest)
-                        .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    let meta = match builder.finish(digest) {
+                        Ok(meta) => meta,
+                        // Only a chain builder checks the digest: sha256 blobs, every blob
+                        // an origin cuts into its usual piece lengths.
+                        Err(MetaInfoError::DigestMismatch(_)) => {
+                            let dropped = store.delete_unpinned(&digest)?;
+                            tracing::error!(
+                                %digest,
+                                dropped,
+                                "cached blob does not hash to its digest (damaged on disk); \
+                                 dropped unless pinned, so that it is fetched again"
+                            );
+                            return Err(ApiError::CorruptCache(digest));
+                        }
+                        Err(e) => return Err(ApiError::Internal(e.to_string())),
+                    };
                     store.write_metainfo(&meta)?;
                     Ok(Arc::new(meta))
                 })

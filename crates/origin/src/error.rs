@@ -48,6 +48,10 @@ pub(crate) enum ApiError {
     /// A backend failed in a way that may pass; the client should retry.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// The cached copy of a blob does not hash to its digest (damaged on disk); it was
+    /// dropped unless pinned, so a retry fetches it again.
+    #[error("cached copy of {0} is corrupt")]
+    CorruptCache(shoal_core::Digest),
     /// Something failed on our side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -67,7 +71,9 @@ impl ApiError {
             Self::NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             Self::RangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
             Self::Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            Self::Unavailable(_) | Self::CorruptCache(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }

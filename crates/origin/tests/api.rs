@@ -366,6 +366,53 @@ async fn metainfo_describes_the_blob_and_survives_restart() {
 }
 
 #[tokio::test]
+async fn a_cached_blob_damaged_on_disk_is_fetched_again_for_its_metainfo() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.piece_length = 64 * 1024;
+    let origin = TestOrigin::start(cfg.clone()).await;
+    let blob = data(1_000_000, 5);
+    let d = origin.put_blob("a", &blob).await;
+    // The backend (a directory under the data dir by default) has its copy.
+    origin
+        .wait_metric("shoal_origin_writeback_queue_depth", "write-back", |v| {
+            v == 0.0
+        })
+        .await;
+    origin.stop().await;
+
+    // Bit rot in the cached copy, before any metainfo was kept for it.
+    let hex = d.hex();
+    let cached = dir
+        .path()
+        .join("cache/blobs/sha256")
+        .join(&hex[0..2])
+        .join(&hex[2..4])
+        .join(&hex);
+    let _ = std::fs::remove_file(cached.with_extension("metainfo"));
+    let mut bytes = std::fs::read(&cached).unwrap();
+    assert_eq!(bytes, blob);
+    bytes[700_000] ^= 0x01;
+    std::fs::write(&cached, &bytes).unwrap();
+
+    // Building the metainfo (a SHA-256 chain) finds the damage, drops the copy, fetches a
+    // good one from the backend and describes that.
+    let origin = TestOrigin::start(cfg).await;
+    let url = format!("{}/metainfo", origin.blob_url("a", &d));
+    let resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let meta = MetaInfo::decode(&resp.bytes().await.unwrap()).unwrap();
+    assert!(meta.pieces_prove_digest());
+    for p in meta.layout().pieces() {
+        let r = meta.layout().range(p);
+        assert!(meta.verify_piece(p, &blob[r.start as usize..r.end as usize]));
+    }
+    assert_eq!(std::fs::read(&cached).unwrap(), blob);
+    assert_eq!(origin.get_blob("a", &d).await.bytes().await.unwrap(), blob);
+    origin.stop().await;
+}
+
+#[tokio::test]
 async fn health_readiness_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let origin = TestOrigin::start(config(dir.path())).await;
