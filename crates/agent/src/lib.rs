@@ -1,15 +1,18 @@
 //! The Shoal agent: one per host. It fetches blobs as torrents from peers and origins over
-//! QUIC, seeds what it has for a while, and serves blobs on a local HTTP API.
+//! QUIC, seeds what it has for a while, and serves blobs on a local HTTP API and a local,
+//! read-only OCI registry (the pull side that Docker and containerd use).
 //!
-//! On `GET /v1/namespaces/{ns}/blobs/{digest}` it gets the blob's metainfo from the tracker,
-//! opens (or resumes) a piece-wise download in its store, starts the torrent in its
-//! [`shoal_p2p::Swarm`], announces it to the tracker on its own task (torrents never wait for
-//! each other's announces), and answers once the whole blob is verified. Concurrent requests
-//! for one blob share one download.
+//! On `GET /v1/namespaces/{ns}/blobs/{digest}` (or a registry blob or manifest request) it
+//! gets the blob's metainfo from the tracker, opens (or resumes) a piece-wise download in its
+//! store, starts the torrent in its [`shoal_p2p::Swarm`], announces it to the tracker on its
+//! own task (torrents never wait for each other's announces), and streams the blob as its
+//! verified pieces arrive; the blob enters the cache once all of it is verified. Concurrent
+//! requests for one blob share one download. Tags resolve through the build-index
+//! (`registry`), and a configured upstream registry can stand behind Shoal (`mirror`).
 //!
-//! This crate is **not** the registry front end (that comes with the registry issue) nor a
-//! tracker: it only talks to them, routing each torrent to a tracker by the trackers' ring
-//! over its info hash and failing over to the next tracker when one does not answer.
+//! This crate is **not** the push side of the registry (the proxy) nor a tracker: it only
+//! talks to them, routing each torrent to a tracker by the trackers' ring over its info hash
+//! and failing over to the next tracker when one does not answer.
 
 mod api;
 pub mod config;
