@@ -1,7 +1,8 @@
 //! Pluggable blob storage: the [`Backend`] trait, its implementations and namespace routing.
 //!
-//! A backend is the durable home of blobs (and, later, tags) behind Shoal's caches: origins
-//! fetch from it on a miss and write committed uploads back to it. Keys are [`ObjectKey`]s,
+//! A backend is the durable home of blobs and tags behind Shoal's caches: origins fetch blobs
+//! from it on a miss and write committed uploads back to it; the build-index keeps its tag
+//! records in one. Keys are [`ObjectKey`]s,
 //! relative paths; blobs live at [`ObjectKey::for_blob`]. Every call also carries the namespace
 //! (the repository name) because some backends, such as an upstream registry, need it.
 //!

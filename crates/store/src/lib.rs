@@ -1,4 +1,4 @@
-//! Shoal's local content-addressed blob store (the disk cache of origins, later of agents).
+//! Shoal's local content-addressed blob store (the disk cache of origins and agents).
 //!
 //! Layout under the store's directory:
 //!
