@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use parking_lot::Mutex;
 use shoal_core::{Digest, MetaInfo, PeerId, RepoName};
 use shoal_engine::PeerInfo;
@@ -383,11 +384,11 @@ async fn seed_then_stop(
 /// or stops before the range is complete.
 fn stream_download(active: Active, range: Range<u64>) -> ByteStream {
     let state = active.handle.watch();
+    let digest = active.handle.meta().digest();
     let init = (active, state, range.start);
     let end = range.end;
-    Box::pin(futures_util::stream::try_unfold(
-        init,
-        move |(active, mut state, pos)| async move {
+    let chunks =
+        futures_util::stream::try_unfold(init, move |(active, mut state, pos)| async move {
             let partial = &active.partial;
             if pos >= end {
                 return Ok(None);
@@ -426,6 +427,9 @@ fn stream_download(active: Active, range: Range<u64>) -> ByteStream {
                     return Err(std::io::Error::other("download ended"));
                 }
             }
-        },
-    ))
+        });
+    // A reader cut off mid-body sees only a truncated response; say why here.
+    Box::pin(chunks.inspect_err(move |e| {
+        tracing::warn!(%digest, "streaming a download failed: {e}");
+    }))
 }
