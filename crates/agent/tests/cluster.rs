@@ -1,5 +1,5 @@
 //! An in-process cluster on loopback, port 0 everywhere: a tracker, an origin and 20 agents
-//! fetch the same 32 MiB blob (64 pieces) concurrently over real QUIC. Also: an agent killed mid-transfer,
+//! fetch the same 64 MiB blob concurrently over real QUIC. Also: an agent killed mid-transfer,
 //! a malicious peer serving corrupt data, an agent restarted mid-download.
 
 #![allow(clippy::unwrap_used)]
@@ -30,7 +30,7 @@ impl Cluster {
         let mut origin_config = OriginConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.join("origin"),
-            piece_length: 512 << 10,
+            piece_length: 1 << 20,
             ..OriginConfig::default()
         };
         origin_config.p2p.transport = TransportConfig::localhost();
@@ -125,7 +125,7 @@ async fn twenty_agents_fetch_one_blob_one_is_killed() {
     warnings_to_stderr();
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path()).await;
-    let data = blob(32 << 20, 7);
+    let data = blob(64 << 20, 7);
     let d = cluster.push("library/big", &data).await;
 
     let mut agents = Vec::new();
