@@ -23,6 +23,7 @@
 //! All methods here do blocking file I/O: call them from `spawn_blocking` or a blocking thread.
 //! The store is **not** a network or backend client and knows nothing about HTTP.
 
+mod alloc;
 mod index;
 mod namespaces;
 mod partial;

@@ -175,10 +175,15 @@ impl Shared {
                     "partial blob files have the wrong length; starting over"
                 );
             }
-            let reset = |f: &fs::File, len: u64| f.set_len(0).and_then(|()| f.set_len(len));
-            reset(&status, u64::from(layout.piece_count()))
+            status
+                .set_len(0)
+                .and_then(|()| status.set_len(u64::from(layout.piece_count())))
                 .map_err(io_err("resetting partial status"))?;
-            reset(&data, layout.blob_len()).map_err(io_err("sizing partial blob"))?;
+            // The blob's blocks are reserved before the first piece: pieces landing in random
+            // order then only fill them in (see `alloc`), and a full disk fails here, before
+            // anything is served, rather than half-way through a reader's stream.
+            crate::alloc::preallocate(&data, layout.blob_len())
+                .map_err(io_err("reserving disk space for the download"))?;
         }
         let mut state = State {
             have,
