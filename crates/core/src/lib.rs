@@ -16,6 +16,7 @@
 
 mod bitfield;
 mod chain;
+mod checkpoints;
 mod digest;
 mod metainfo;
 mod name;
@@ -23,6 +24,7 @@ mod peer;
 mod piece;
 
 pub use bitfield::{Bitfield, BitfieldError};
+pub use checkpoints::{HashedBlob, Sha256Checkpoints};
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
 pub use metainfo::{HashScheme, InfoHash, MetaInfo, MetaInfoBuilder, MetaInfoError};
 pub use name::{NameError, RepoName, Tag};

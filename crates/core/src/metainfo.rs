@@ -173,6 +173,19 @@ impl MetaInfo {
     /// The format version this build writes.
     pub const VERSION: u8 = VERSION;
 
+    /// A chained metainfo from its parts (see [`crate::HashedBlob::metainfo`]): `hashes` are
+    /// the checkpoints after each piece but the last, then the digest.
+    pub(crate) fn chained(digest: Digest, layout: PieceLayout, hashes: Vec<[u8; 32]>) -> Self {
+        debug_assert_eq!(hashes.len(), layout.piece_count() as usize);
+        Self {
+            version: VERSION,
+            digest,
+            layout,
+            scheme: HashScheme::Chained,
+            piece_hashes: hashes,
+        }
+    }
+
     /// The encoding version of this metainfo: [`Self::VERSION`], or 1 if it was decoded from
     /// version 1 bytes (re-encoded the same way, so its info hash does not change).
     pub fn version(&self) -> u8 {

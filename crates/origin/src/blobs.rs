@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use shoal_backend::{BackendError, BackendRouter, ObjectKey};
 use shoal_core::{Digest, InfoHash, MetaInfo, MetaInfoBuilder, MetaInfoError, RepoName};
-use shoal_store::{BlobReader, BlobStore, READ_CHUNK, StoreError, TempBlob};
+use shoal_store::{BlobReader, BlobStore, READ_CHUNK, StoreError, TempBlob, VerifiedBlob};
 
 use crate::error::ApiError;
 use crate::replicate::Replication;
@@ -23,6 +23,7 @@ pub(crate) struct BlobMetrics {
     pub(crate) backend_fetches: Counter,
     pub(crate) backend_fetch_failures: Counter,
     pub(crate) commits: Counter,
+    pub(crate) metainfo_reads: Counter,
     pub(crate) store_bytes: Gauge,
     pub(crate) store_blobs: Gauge,
     pub(crate) evictions: Gauge,
@@ -178,8 +179,12 @@ impl Blobs {
         let store = self.store.clone();
         let d = *digest;
         let ns = namespace.clone();
+        let piece_lengths = self.piece_lengths;
         let size = blocking(move || {
-            let size = store.commit(temp, &d)?;
+            let verified = store.verify(temp, &d)?;
+            let meta = chained_metainfo(&verified, piece_lengths);
+            let size = store.publish(verified)?;
+            keep_metainfo(&store, meta);
             if let Err(e) = store.add_namespace(&d, &ns) {
                 tracing::warn!(namespace = %ns, digest = %d, "recording the namespace: {e}");
             }
@@ -308,10 +313,12 @@ impl Blobs {
             namespaces.to_vec(),
             *digest,
         );
+        let piece_lengths = self.piece_lengths;
         let size = blocking(move || -> Result<u64, ApiError> {
             let internal =
                 |what: &str, e: std::io::Error| ApiError::Internal(format!("{what}: {e}"));
             let verified = store.verify(temp, &d)?;
+            let meta = chained_metainfo(&verified, piece_lengths);
             let jobs: Vec<WritebackJob> = nss.iter().map(|ns| WritebackJob::new(ns, &d)).collect();
             let mut created = Vec::new();
             for job in &jobs {
@@ -330,6 +337,7 @@ impl Blobs {
                     return Err(e.into());
                 }
             };
+            keep_metainfo(&store, meta);
             for job in &jobs {
                 writeback.activate(job);
             }
@@ -404,12 +412,14 @@ impl Blobs {
         digest: Digest,
     ) -> Result<Arc<MetaInfo>, ApiError> {
         let (store, (min, max)) = (self.store.clone(), self.piece_lengths);
+        let reads = self.metrics.metainfo_reads.clone();
         self.metainfos
             .run(digest, move || async move {
                 blocking(move || -> Result<Arc<MetaInfo>, ApiError> {
                     if let Some(m) = store.read_metainfo(&digest) {
                         return Ok(Arc::new(m));
                     }
+                    reads.inc();
                     let reader = store.open_blob(&digest)?;
                     let piece_length = shoal_core::piece_length_for(reader.size(), min, max);
                     let mut builder = MetaInfoBuilder::new(digest.algorithm(), piece_length)
@@ -457,6 +467,25 @@ impl Blobs {
         metrics.store_bytes.set(s.bytes as i64);
         metrics.store_blobs.set(s.blobs as i64);
         metrics.evictions.set(s.evictions as i64);
+    }
+}
+
+/// The metainfo of a blob just verified, from the hash pass that verified it (a `sha256`
+/// blob cut into the usual piece lengths): it is ready when the upload is, with no second
+/// read of the blob. `None` otherwise; it is then built from the content in the background.
+fn chained_metainfo(verified: &VerifiedBlob, (min, max): (u32, u32)) -> Option<MetaInfo> {
+    verified.chained_metainfo(shoal_core::piece_length_for(verified.size(), min, max))
+}
+
+/// Stores a published blob's metainfo unless it has one (a blob uploaded again keeps the
+/// metainfo, and so the torrent, it had). Best effort: a missing sidecar is generated later.
+fn keep_metainfo(store: &BlobStore, meta: Option<MetaInfo>) {
+    let Some(meta) = meta else { return };
+    if store.read_metainfo(&meta.digest()).is_some() {
+        return;
+    }
+    if let Err(e) = store.write_metainfo(&meta) {
+        tracing::warn!(digest = %meta.digest(), "storing metainfo: {e}");
     }
 }
 

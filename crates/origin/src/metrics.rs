@@ -62,6 +62,11 @@ impl OriginMetrics {
                     "Backend fetches that failed",
                 ),
                 commits: counter("uploads_committed", "Uploads committed"),
+                metainfo_reads: counter(
+                    "metainfo_builds_from_disk",
+                    "Metainfos built by reading a cached blob back (the others come from the \
+                     hash pass that verified the blob as it arrived)",
+                ),
                 store_bytes: gauge("store_bytes", "Bytes in the local blob cache"),
                 store_blobs: gauge("store_blobs", "Blobs in the local blob cache"),
                 evictions: gauge(

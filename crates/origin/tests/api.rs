@@ -412,6 +412,48 @@ async fn a_cached_blob_damaged_on_disk_is_fetched_again_for_its_metainfo() {
     origin.stop().await;
 }
 
+/// The metainfo the origin serves for `d`, and how many metainfos it has built by reading a
+/// blob back.
+async fn served_metainfo(origin: &TestOrigin, d: &shoal_core::Digest) -> (MetaInfo, f64) {
+    let url = format!("{}/metainfo", origin.blob_url("a", d));
+    let served = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    let builds = origin
+        .metric("shoal_origin_metainfo_builds_from_disk_total")
+        .await;
+    (MetaInfo::decode(&served).unwrap(), builds)
+}
+
+#[tokio::test]
+async fn an_upload_brings_its_metainfo_without_a_second_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = TestOrigin::start(config(dir.path())).await;
+    // Default piece lengths (256 KiB .. 4 MiB): 16 pieces of 256 KiB and a short last one.
+    let blob = data(4 * 1024 * 1024 + 4321, 6);
+    let d = origin.put_blob("a", &blob).await;
+    // The PUT's own hash pass kept the checkpoints: the metainfo is on disk already.
+    let hex = d.hex();
+    let sidecar = dir
+        .path()
+        .join("cache/blobs/sha256")
+        .join(&hex[0..2])
+        .join(&hex[2..4])
+        .join(format!("{hex}.metainfo"));
+    let kept = MetaInfo::decode(&std::fs::read(&sidecar).unwrap()).unwrap();
+    let piece_len = kept.layout().piece_len();
+    assert_eq!(piece_len, 256 * 1024);
+    let mut b = shoal_core::MetaInfoBuilder::new(shoal_core::Algorithm::Sha256, piece_len).unwrap();
+    b.update(&blob);
+    assert_eq!(kept, b.finish(d).unwrap());
+    // Served as kept, and never built by reading the blob back.
+    assert_eq!(served_metainfo(&origin, &d).await, (kept.clone(), 0.0));
+    // Without the sidecar, the metainfo is built from the cached copy once more.
+    origin.stop().await;
+    std::fs::remove_file(&sidecar).unwrap();
+    let origin = TestOrigin::start(config(dir.path())).await;
+    assert_eq!(served_metainfo(&origin, &d).await, (kept, 1.0));
+    origin.stop().await;
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let dir = tempfile::tempdir().unwrap();

@@ -211,12 +211,13 @@ impl BlobStore {
     /// and nothing is stored. The verified blob is not visible until [`Self::publish`]; if it
     /// is dropped instead, its file is deleted.
     pub fn verify(&self, temp: TempBlob, expected: &Digest) -> Result<VerifiedBlob, StoreError> {
-        let (file, path, size) = temp.verify(expected)?;
+        let v = temp.verify(expected)?;
         Ok(VerifiedBlob {
-            file: Some(file),
-            path,
-            size,
+            file: Some(v.file),
+            path: v.path,
+            size: v.size,
             digest: *expected,
+            hashed: v.hashed,
         })
     }
 
@@ -435,9 +436,19 @@ pub struct VerifiedBlob {
     path: PathBuf,
     size: u64,
     digest: Digest,
+    /// The upload's SHA-256 pass, when the digest is a `sha256` one.
+    hashed: Option<shoal_core::HashedBlob>,
 }
 
 impl VerifiedBlob {
+    /// The blob's chained metainfo with pieces of `piece_len` bytes, from the hash pass that
+    /// verified it (no second read): `None` unless the digest is `sha256`, the blob was
+    /// written through a [`TempBlob`] and `piece_len` is a multiple of 256 KiB; build it from
+    /// the content then.
+    pub fn chained_metainfo(&self, piece_len: u32) -> Option<MetaInfo> {
+        self.hashed.as_ref()?.metainfo(piece_len)
+    }
+
     /// The verified size in bytes.
     pub fn size(&self) -> u64 {
         self.size

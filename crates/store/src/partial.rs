@@ -462,6 +462,7 @@ impl PartialBlob {
             path: s.data_path.clone(),
             size,
             digest,
+            hashed: None,
         };
         if let Err(e) = s.store.publish(verified) {
             // The verified blob deleted its file when dropped: the rest goes too.

@@ -7,7 +7,9 @@ use std::sync::mpsc;
 use std::thread;
 
 use bytes::Bytes;
-use shoal_core::{Algorithm, Digest, DigestHasher};
+use shoal_core::{
+    Algorithm, DEFAULT_MIN_PIECE_LENGTH, Digest, DigestHasher, HashedBlob, Sha256Checkpoints,
+};
 
 use crate::{StoreError, io_err};
 
@@ -17,9 +19,14 @@ const HASH_QUEUE: usize = 64;
 /// Written bytes after which the data is pushed to disk in the background, so the fsync at
 /// commit has little left to do.
 const FLUSH_EVERY: u64 = 64 << 20;
+/// The hash keeps SHA-256's state every this many bytes, so that a chained metainfo for any
+/// piece length that is a multiple of it (every length origins cut by default) comes from the
+/// upload's own hash pass (see [`crate::VerifiedBlob::chained_metainfo`]).
+pub(crate) const CHECKPOINT_STRIDE: u32 = DEFAULT_MIN_PIECE_LENGTH;
 
 /// A blob being written into the store's `tmp/` directory. Content is hashed with SHA-256 as it
-/// is written; dropping an uncommitted `TempBlob` deletes its file.
+/// is written (keeping the chaining state every 256 KiB for the metainfo); dropping an
+/// uncommitted `TempBlob` deletes its file.
 ///
 /// [`TempBlob::write_bytes`] hashes on a helper thread while the caller's thread writes the
 /// file, and flushes written data to disk in the background every 64 MiB: hashing (~1.5 GB/s
@@ -36,10 +43,10 @@ pub struct TempBlob {
 
 #[derive(Debug)]
 enum Hashing {
-    Inline(DigestHasher),
+    Inline(Sha256Checkpoints),
     Background {
         tx: mpsc::SyncSender<Bytes>,
-        thread: thread::JoinHandle<DigestHasher>,
+        thread: thread::JoinHandle<Sha256Checkpoints>,
     },
     /// The helper thread died; the content can no longer be verified incrementally.
     Failed,
@@ -69,7 +76,7 @@ impl TempBlob {
         Ok(Self {
             file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
             path,
-            hasher: Hashing::Inline(DigestHasher::new(Algorithm::Sha256)),
+            hasher: Hashing::Inline(Sha256Checkpoints::new(CHECKPOINT_STRIDE)),
             flusher: None,
             unflushed: 0,
             len: 0,
@@ -154,7 +161,7 @@ impl TempBlob {
     }
 
     /// Waits for the helper threads and returns the inline hasher state.
-    fn settle_hasher(&mut self) -> Result<&mut DigestHasher, StoreError> {
+    fn settle_hasher(&mut self) -> Result<&mut Sha256Checkpoints, StoreError> {
         if let Some(f) = self.flusher.take() {
             drop(f.tx);
             let _ = f.thread.join();
@@ -185,17 +192,22 @@ impl TempBlob {
     }
 
     /// Checks the content against `expected` (re-reading the file if `expected` uses another
-    /// algorithm than SHA-256). On success returns the flushed file, its path and size, and
-    /// disarms the delete-on-drop; on a mismatch the file is deleted.
-    pub(crate) fn verify(
-        mut self,
-        expected: &Digest,
-    ) -> Result<(fs::File, PathBuf, u64), StoreError> {
+    /// algorithm than SHA-256). On success returns the flushed file, its path and size, the
+    /// SHA-256 pass's checkpoints (for a `sha256` digest), and disarms the delete-on-drop; on a
+    /// mismatch the file is deleted.
+    pub(crate) fn verify(mut self, expected: &Digest) -> Result<Verified, StoreError> {
         let mut file = self.take_file()?;
-        let actual = if expected.algorithm() == Algorithm::Sha256 {
-            self.settle_hasher()?.clone().finalize()
+        let (actual, hashed) = if expected.algorithm() == Algorithm::Sha256 {
+            self.settle_hasher()?;
+            let Hashing::Inline(h) = std::mem::replace(&mut self.hasher, Hashing::Failed) else {
+                unreachable!("settled above")
+            };
+            let hashed = h.finish();
+            (hashed.digest(), Some(hashed))
         } else {
-            rehash(&mut file, expected.algorithm()).map_err(io_err("re-hashing temp blob"))?
+            let d =
+                rehash(&mut file, expected.algorithm()).map_err(io_err("re-hashing temp blob"))?;
+            (d, None)
         };
         if actual != *expected {
             // Dropping `self` deletes the file.
@@ -207,7 +219,12 @@ impl TempBlob {
             )));
         }
         let path = std::mem::take(&mut self.path);
-        Ok((file, path, self.len))
+        Ok(Verified {
+            file,
+            path,
+            size: self.len,
+            hashed,
+        })
     }
 
     /// The flushed file and its path, without verification; the caller owns the file from now
@@ -229,6 +246,14 @@ impl TempBlob {
     fn writer(&mut self) -> &mut BufWriter<fs::File> {
         self.file.as_mut().expect("file present until consumed")
     }
+}
+
+/// What [`TempBlob::verify`] hands over.
+pub(crate) struct Verified {
+    pub(crate) file: fs::File,
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) hashed: Option<HashedBlob>,
 }
 
 fn hash_thread_died() -> StoreError {

@@ -2,6 +2,7 @@ use futures_util::StreamExt;
 use shoal_core::Algorithm;
 
 use super::*;
+use crate::temp::CHECKPOINT_STRIDE;
 
 fn put(store: &BlobStore, data: &[u8]) -> Digest {
     let d = Digest::compute(Algorithm::Sha256, data);
@@ -300,4 +301,43 @@ fn delete_unpinned_spares_pinned_blobs() {
     drop(store);
     let store = BlobStore::open(dir.path(), StoreConfig::default()).unwrap();
     assert_eq!(store.stats().blobs, 0, "its file is gone too");
+}
+
+#[test]
+fn verified_upload_brings_its_chained_metainfo_from_the_same_hash_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path(), StoreConfig::default()).unwrap();
+    // 3.5 strides, written both ways (inline hash, and on the helper thread).
+    let data: Vec<u8> = (0..(7 * CHECKPOINT_STRIDE as usize / 2))
+        .map(|i| (i * 7 % 253) as u8)
+        .collect();
+    let d = Digest::compute(Algorithm::Sha256, &data);
+    for background in [false, true] {
+        let mut t = store.create_temp().unwrap();
+        for part in data.chunks(100_000) {
+            if background {
+                t.write_bytes(bytes::Bytes::copy_from_slice(part)).unwrap();
+            } else {
+                t.write(part).unwrap();
+            }
+        }
+        let verified = store.verify(t, &d).unwrap();
+        for piece_len in [CHECKPOINT_STRIDE, 2 * CHECKPOINT_STRIDE, 4 << 20] {
+            let mut b = shoal_core::MetaInfoBuilder::new(Algorithm::Sha256, piece_len).unwrap();
+            b.update(&data);
+            assert_eq!(
+                verified.chained_metainfo(piece_len).unwrap(),
+                b.finish(d).unwrap(),
+                "background {background}, pieces of {piece_len}"
+            );
+        }
+        assert!(verified.chained_metainfo(CHECKPOINT_STRIDE / 2).is_none());
+        store.publish(verified).unwrap();
+    }
+    // A sha512 digest is checked by a second read, and brings no chain.
+    let d512 = Digest::compute(Algorithm::Sha512, &data);
+    let mut t = store.create_temp().unwrap();
+    t.write(&data).unwrap();
+    let verified = store.verify(t, &d512).unwrap();
+    assert!(verified.chained_metainfo(CHECKPOINT_STRIDE).is_none());
 }
