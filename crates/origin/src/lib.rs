@@ -4,7 +4,8 @@
 //! digest, keeps them in a local disk cache ([`shoal_store`]) and writes them back durably to
 //! a storage backend ([`shoal_backend`]) through a persistent retry queue. It serves blobs with
 //! byte ranges, fetches missing blobs from the backend once however many clients ask, and
-//! generates the metainfo (piece hashes) that peers need to swarm a blob.
+//! keeps the metainfo (piece hashes) that peers need to swarm a blob: taken from the hash pass
+//! that verified the blob as it arrived, or built from the cached content.
 //!
 //! Start with [`Origin::bind`] and [`Origin::run`]; the HTTP API is in `docs/PROTOCOL.md`.
 //! With a cluster of origins (`[cluster]`, or [`Origin::bind_with_cluster`]), each blob's R

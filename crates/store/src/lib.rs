@@ -10,7 +10,8 @@
 //! partial/<alg>/<hex>[.status]               piece-wise downloads (see [`PartialBlob`])
 //! ```
 //!
-//! Writes go to a [`TempBlob`] in `tmp/`, which hashes as it writes; [`BlobStore::commit`]
+//! Writes go to a [`TempBlob`] in `tmp/`, which hashes as it writes (keeping SHA-256's state
+//! every 256 KiB, from which [`VerifiedBlob::chained_metainfo`] reads a metainfo); [`BlobStore::commit`]
 //! checks the digest, fsyncs and renames the file into `blobs/`. A crash at any point leaves
 //! either no blob or a complete, verified one; `tmp/` is emptied on open.
 //!
