@@ -85,8 +85,8 @@ struct Args {
     /// `RUST_LOG` of the child processes.
     #[arg(long, default_value = "info")]
     rust_log: String,
-    /// Extra TOML appended to every agent's config file (after its `[transport.bandwidth]`
-    /// table), e.g. `[engine]` settings; `\n` stands for a newline.
+    /// Extra TOML at the top of every agent's config file (before its `[transport.bandwidth]`
+    /// table): top-level keys, or tables such as `[engine]`; `\n` stands for a newline.
     #[arg(long, default_value = "")]
     agent_toml: String,
     /// Keep the run directory (configs, logs, data) instead of deleting it.
@@ -220,9 +220,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let agent_cfg = cluster.write_file(
         "agent.toml",
         &format!(
-            "[transport.bandwidth]\n{}\n{}\n",
-            bandwidth_toml(args.agent_ingress_mib_per_sec.unwrap_or(cap), cap),
-            args.agent_toml.replace("\\n", "\n")
+            "{}\n[transport.bandwidth]\n{}\n",
+            args.agent_toml.replace("\\n", "\n"),
+            bandwidth_toml(args.agent_ingress_mib_per_sec.unwrap_or(cap), cap)
         ),
     )?;
     let mut agent_is = Vec::new();
