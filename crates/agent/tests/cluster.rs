@@ -180,7 +180,7 @@ async fn fetch_raw(agent: &str, ns: &str, d: &Digest) -> Result<Vec<u8>, String>
         ns.replace('/', "%2F")
     ))
     .await
-    .map_err(|e| chain(&e))?;
+    .map_err(|e| shoal_core::error_chain(&e))?;
     if resp.status() != 200 {
         return Err(format!(
             "{}: {}",
@@ -188,19 +188,11 @@ async fn fetch_raw(agent: &str, ns: &str, d: &Digest) -> Result<Vec<u8>, String>
             resp.text().await.unwrap_or_default()
         ));
     }
-    Ok(resp.bytes().await.map_err(|e| chain(&e))?.to_vec())
-}
-
-/// An error and its sources ("error decoding response body" alone says little).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
+    Ok(resp
+        .bytes()
+        .await
+        .map_err(|e| shoal_core::error_chain(&e))?
+        .to_vec())
 }
 
 /// Serves a tampered copy of the blob.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shoal_core::{Digest, RepoName, Tag};
+use shoal_core::{Digest, RepoName, Tag, error_chain};
 
 use crate::{
     Catalog, ErrorBody, ManifestRecord, PutTagRequest, Referrers, TagList, TagRecord, repo_segment,
@@ -298,18 +298,6 @@ async fn read_json<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Cl
 
 fn transport_error(e: reqwest::Error) -> ClientError {
     ClientError::Unavailable(error_chain(&e))
-}
-
-/// The error and its sources, so "error sending request" says why.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 async fn status_error(resp: reqwest::Response) -> ClientError {

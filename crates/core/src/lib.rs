@@ -22,6 +22,7 @@ mod metainfo;
 mod name;
 mod peer;
 mod piece;
+mod report;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use checkpoints::{HashedBlob, Sha256Checkpoints};
@@ -33,3 +34,4 @@ pub use piece::{
     DEFAULT_MIN_PIECE_LENGTH, DEFAULT_PIECE_LENGTH, PieceIndex, PieceLayout, PieceLayoutError,
     TARGET_PIECES, piece_length_for,
 };
+pub use report::error_chain;

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use reqwest::{Body, Client, Method, RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
-use shoal_core::{Digest, RepoName};
+use shoal_core::{Digest, RepoName, error_chain};
 
 pub use pool::OriginPool;
 
@@ -508,16 +508,4 @@ async fn error_body(mut resp: Response) -> (String, String) {
         .take(500)
         .collect();
     ("UNKNOWN".to_owned(), text)
-}
-
-/// An error with its sources, for messages.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
