@@ -365,6 +365,15 @@ async fn metainfo_describes_the_blob_and_survives_restart() {
     origin.stop().await;
 }
 
+/// Where the origin with data dir `dir` caches blob `d` (its metainfo sidecar is next to it).
+fn cached_blob(dir: &std::path::Path, d: &shoal_core::Digest) -> std::path::PathBuf {
+    let hex = d.hex();
+    dir.join("cache/blobs/sha256")
+        .join(&hex[0..2])
+        .join(&hex[2..4])
+        .join(hex)
+}
+
 #[tokio::test]
 async fn a_cached_blob_damaged_on_disk_is_fetched_again_for_its_metainfo() {
     let dir = tempfile::tempdir().unwrap();
@@ -382,13 +391,7 @@ async fn a_cached_blob_damaged_on_disk_is_fetched_again_for_its_metainfo() {
     origin.stop().await;
 
     // Bit rot in the cached copy, before any metainfo was kept for it.
-    let hex = d.hex();
-    let cached = dir
-        .path()
-        .join("cache/blobs/sha256")
-        .join(&hex[0..2])
-        .join(&hex[2..4])
-        .join(&hex);
+    let cached = cached_blob(dir.path(), &d);
     let _ = std::fs::remove_file(cached.with_extension("metainfo"));
     let mut bytes = std::fs::read(&cached).unwrap();
     assert_eq!(bytes, blob);
@@ -431,13 +434,7 @@ async fn an_upload_brings_its_metainfo_without_a_second_read() {
     let blob = data(4 * 1024 * 1024 + 4321, 6);
     let d = origin.put_blob("a", &blob).await;
     // The PUT's own hash pass kept the checkpoints: the metainfo is on disk already.
-    let hex = d.hex();
-    let sidecar = dir
-        .path()
-        .join("cache/blobs/sha256")
-        .join(&hex[0..2])
-        .join(&hex[2..4])
-        .join(format!("{hex}.metainfo"));
+    let sidecar = cached_blob(dir.path(), &d).with_extension("metainfo");
     let kept = MetaInfo::decode(&std::fs::read(&sidecar).unwrap()).unwrap();
     let piece_len = kept.layout().piece_len();
     assert_eq!(piece_len, 256 * 1024);
