@@ -7,10 +7,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::TryStreamExt;
 use parking_lot::Mutex;
-use shoal_core::{Digest, MetaInfo, PeerId, RepoName};
+use shoal_core::{BufferPool, Digest, MetaInfo, PeerId, RepoName};
 use shoal_engine::PeerInfo;
 use shoal_p2p::{Source, Swarm, TorrentHandle, TorrentState};
 use shoal_registry::ByteStream;
@@ -37,6 +36,8 @@ pub(crate) type ReadFn = Box<dyn FnOnce(Range<u64>) -> ByteStream + Send>;
 
 /// Bytes read per chunk while streaming a download.
 const STREAM_CHUNK: u64 = 1 << 20;
+/// Idle capacity kept for streaming chunks (each client holds a few chunks in flight).
+const IDLE_STREAM_BUFFERS: usize = 16 << 20;
 
 /// Downloads in progress and blobs being seeded.
 pub(crate) struct Downloads {
@@ -47,6 +48,8 @@ pub(crate) struct Downloads {
     seed_time: Duration,
     starting: SingleFlight<Digest, Result<Active, AgentError>>,
     active: Mutex<HashMap<Digest, Active>>,
+    /// Buffers chunks of downloads are streamed to clients in.
+    stream_buffers: BufferPool,
     shutdown: CancellationToken,
 }
 
@@ -67,6 +70,7 @@ impl Downloads {
             seed_time,
             starting: SingleFlight::default(),
             active: Mutex::default(),
+            stream_buffers: BufferPool::new(IDLE_STREAM_BUFFERS),
             shutdown,
         })
     }
@@ -123,7 +127,8 @@ impl Downloads {
         }
         let active = self.torrent(ns, digest).await?;
         let size = active.handle.meta().layout().blob_len();
-        let read: ReadFn = Box::new(move |range| stream_download(active, range));
+        let buffers = self.stream_buffers.clone();
+        let read: ReadFn = Box::new(move |range| stream_download(active, range, buffers));
         Ok((size, read))
     }
 
@@ -382,13 +387,14 @@ async fn seed_then_stop(
 /// Streams `range` of a blob that is downloading: each chunk as soon as the pieces under it
 /// are verified, waiting for the torrent's progress in between. Fails if the download fails
 /// or stops before the range is complete.
-fn stream_download(active: Active, range: Range<u64>) -> ByteStream {
+fn stream_download(active: Active, range: Range<u64>, buffers: BufferPool) -> ByteStream {
     let state = active.handle.watch();
     let digest = active.handle.meta().digest();
     let init = (active, state, range.start);
     let end = range.end;
-    let chunks =
-        futures_util::stream::try_unfold(init, move |(active, mut state, pos)| async move {
+    let chunks = futures_util::stream::try_unfold(init, move |(active, mut state, pos)| {
+        let buffers = buffers.clone();
+        async move {
             let partial = &active.partial;
             if pos >= end {
                 return Ok(None);
@@ -401,8 +407,9 @@ fn stream_download(active: Active, range: Range<u64>) -> ByteStream {
                 if present {
                     let p = partial.clone();
                     let len = usize::try_from((end - pos).min(STREAM_CHUNK)).unwrap_or(0);
+                    let buffers = buffers.clone();
                     let buf = tokio::task::spawn_blocking(move || {
-                        let mut buf = vec![0; len];
+                        let mut buf = buffers.take_len(len);
                         let n = p.read_at(pos, &mut buf).map_err(std::io::Error::other)?;
                         buf.truncate(n);
                         Ok::<_, std::io::Error>(buf)
@@ -411,7 +418,7 @@ fn stream_download(active: Active, range: Range<u64>) -> ByteStream {
                     .map_err(std::io::Error::other)??;
                     if !buf.is_empty() {
                         let n = buf.len() as u64;
-                        return Ok(Some((Bytes::from(buf), (active, state, pos + n))));
+                        return Ok(Some((buf.freeze(), (active, state, pos + n))));
                     }
                 }
                 // Waiting: ask the swarm for the pieces from here first.
@@ -427,7 +434,8 @@ fn stream_download(active: Active, range: Range<u64>) -> ByteStream {
                     return Err(std::io::Error::other("download ended"));
                 }
             }
-        });
+        }
+    });
     // A reader cut off mid-body sees only a truncated response; say why here.
     Box::pin(chunks.inspect_err(move |e| {
         tracing::warn!(%digest, "streaming a download failed: {e}");

@@ -10,11 +10,14 @@
 //!   binary encoding.
 //! * [`RepoName`] and [`Tag`]: repository names and tags per the OCI distribution spec grammar.
 //! * [`PeerId`] and [`Bitfield`]: who a peer is and which pieces it has.
+//! * [`BufferPool`]: reusable piece-sized buffers, so piece I/O does not map fresh memory for
+//!   every piece.
 //!
 //! This crate is **not** a place for I/O, async code or service configuration: it has no
 //! sockets, files, clocks or runtimes, so the simulator and every service can share it.
 
 mod bitfield;
+mod buffers;
 mod chain;
 mod checkpoints;
 mod digest;
@@ -25,6 +28,7 @@ mod piece;
 mod report;
 
 pub use bitfield::{Bitfield, BitfieldError};
+pub use buffers::{BufferPool, PooledBuf};
 pub use checkpoints::{HashedBlob, Sha256Checkpoints};
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
 pub use metainfo::{HashScheme, InfoHash, MetaInfo, MetaInfoBuilder, MetaInfoError};

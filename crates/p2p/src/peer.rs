@@ -118,7 +118,8 @@ pub(crate) async fn serve(
             }
             let read = {
                 let (meta, source) = (Arc::clone(&meta), source.clone());
-                tokio::task::spawn_blocking(move || source.read_piece(&meta, piece)).await
+                let buffers = swarm.piece_buffers.clone();
+                tokio::task::spawn_blocking(move || source.read_piece(&meta, piece, &buffers)).await
             };
             match read {
                 Ok(Ok(Some(data))) => {

@@ -1,7 +1,7 @@
 //! Where a torrent's pieces live.
 
 use bytes::Bytes;
-use shoal_core::{Bitfield, MetaInfo, PieceIndex};
+use shoal_core::{Bitfield, BufferPool, MetaInfo, PieceIndex};
 use shoal_store::{BlobReader, PartialBlob, PieceWrite, StoreError};
 
 /// The pieces of one torrent: a download in progress (also seeded from while it runs), or a
@@ -40,20 +40,21 @@ impl Source {
         &self,
         meta: &MetaInfo,
         piece: PieceIndex,
+        buffers: &BufferPool,
     ) -> Result<Option<Bytes>, StoreError> {
         match self {
-            Self::Partial(p) => p.read_piece(piece),
+            Self::Partial(p) => p.read_piece(piece, buffers),
             Self::Complete(reader) => {
                 let range = meta.layout().range(piece);
                 let len = usize::try_from(range.end - range.start).unwrap_or(0);
-                let mut buf = vec![0u8; len];
+                let mut buf = buffers.take_len(len);
                 let n = reader
                     .read_at(range.start, &mut buf)
                     .map_err(|source| StoreError::Io {
                         context: "reading piece".into(),
                         source,
                     })?;
-                Ok((n == len).then(|| Bytes::from(buf)))
+                Ok((n == len).then(|| buf.freeze()))
             }
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use parking_lot::Mutex;
-use shoal_core::{InfoHash, MetaInfo, PeerId};
+use shoal_core::{BufferPool, InfoHash, MetaInfo, PeerId};
 use shoal_engine::{EngineConfig, Role};
 use shoal_transport::{Acceptor, IncomingSession, Transport};
 use shoal_wire::ErrorCode;
@@ -65,6 +65,9 @@ const SERVING_CAPPED: usize = 1;
 /// for pieces in flight stays bounded (4 × the piece length).
 const SERVING_UNCAPPED: usize = 4;
 
+/// Idle capacity kept for reading pieces to send: 16 pieces of 2 MiB, 8 of 4 MiB.
+const IDLE_PIECE_BUFFERS: usize = 32 << 20;
+
 pub(crate) struct Inner {
     pub(crate) stats: SwarmStats,
     pub(crate) serving: Arc<tokio::sync::Semaphore>,
@@ -72,6 +75,8 @@ pub(crate) struct Inner {
     /// `shoal_engine::seeding::DEFAULT_UPLOAD_QUEUE` of them, requests are refused as busy.
     pub(crate) serving_waiting: std::sync::atomic::AtomicUsize,
     pub(crate) transport: Transport,
+    /// Buffers for pieces read to be sent (they return once QUIC no longer holds them).
+    pub(crate) piece_buffers: BufferPool,
     pub(crate) config: SwarmConfig,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
     resolver: Option<Arc<dyn Resolver>>,
@@ -107,6 +112,7 @@ impl Swarm {
             })),
             serving_waiting: std::sync::atomic::AtomicUsize::new(0),
             transport,
+            piece_buffers: BufferPool::new(IDLE_PIECE_BUFFERS),
             config,
             torrents: Mutex::new(HashMap::new()),
             resolver,

@@ -7,9 +7,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
-use shoal_core::{Bitfield, Digest, DigestHasher, MetaInfo, PieceIndex, PieceLayout};
+use shoal_core::{Bitfield, BufferPool, Digest, DigestHasher, MetaInfo, PieceIndex, PieceLayout};
 
 use crate::{BlobStore, DigestMismatch, StoreError, VerifiedBlob, io_err};
 
@@ -358,7 +358,11 @@ impl PartialBlob {
 
     /// The content of `piece`, or `None` if it is not present (yet), e.g. to seed it to other
     /// peers while the download goes on.
-    pub fn read_piece(&self, piece: PieceIndex) -> Result<Option<Bytes>, StoreError> {
+    pub fn read_piece(
+        &self,
+        piece: PieceIndex,
+        buffers: &BufferPool,
+    ) -> Result<Option<Bytes>, StoreError> {
         let s = &*self.shared;
         {
             let st = s.state.lock();
@@ -369,7 +373,7 @@ impl PartialBlob {
                 return Ok(None);
             }
         }
-        let mut buf = BytesMut::zeroed(s.layout.len_of(piece) as usize);
+        let mut buf = buffers.take_len(s.layout.len_of(piece) as usize);
         s.data
             .read_exact_at(&mut buf, s.layout.range(piece).start)
             .map_err(io_err("reading piece"))?;

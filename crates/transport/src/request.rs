@@ -94,7 +94,7 @@ async fn read_data(
     length: u32,
 ) -> Result<Bytes, RequestError> {
     let total = length as usize;
-    let mut data = BytesMut::with_capacity(total);
+    let mut data = inner.recv_buffers.take(total);
     while data.len() < total {
         let Some(chunk) = recv.read_chunk(total - data.len(), true).await? else {
             return Err(RequestError::Truncated {

@@ -89,10 +89,10 @@ fn random_order_with_short_last_piece_then_finish() {
         order.shuffle(&mut rand::rng());
         let last = meta.layout().piece(count - 1).unwrap();
         for (n, &p) in order.iter().enumerate() {
-            assert_eq!(partial.read_piece(p).unwrap(), None);
+            assert_eq!(partial.read_piece(p, &BufferPool::new(0)).unwrap(), None);
             write_all(&partial, &data, [p]);
             assert_eq!(
-                partial.read_piece(p).unwrap().unwrap(),
+                partial.read_piece(p, &BufferPool::new(0)).unwrap().unwrap(),
                 piece_of(&meta, &data, p)
             );
             assert_eq!(partial.have().count_ones() as usize, n + 1);
@@ -100,7 +100,11 @@ fn random_order_with_short_last_piece_then_finish() {
             assert_eq!(store.stat(&d), None);
         }
         assert_eq!(
-            partial.read_piece(last).unwrap().unwrap().len() as u32,
+            partial
+                .read_piece(last, &BufferPool::new(0))
+                .unwrap()
+                .unwrap()
+                .len() as u32,
             1037 % piece_len
         );
         assert!(partial.is_complete());
@@ -116,7 +120,10 @@ fn random_order_with_short_last_piece_then_finish() {
         // Finishing twice is fine; the handle still reads; every piece is a duplicate now.
         assert_eq!(partial.finish().unwrap(), 1037);
         assert_eq!(
-            partial.read_piece(last).unwrap().unwrap(),
+            partial
+                .read_piece(last, &BufferPool::new(0))
+                .unwrap()
+                .unwrap(),
             piece_of(&meta, &data, last)
         );
         assert_eq!(
@@ -162,7 +169,10 @@ fn corrupt_pieces_are_rejected_and_duplicates_detected() {
         partial.write_piece(other, good).unwrap(),
         PieceWrite::Corrupt
     );
-    assert_eq!(partial.read_piece(other).unwrap(), None);
+    assert_eq!(
+        partial.read_piece(other, &BufferPool::new(0)).unwrap(),
+        None
+    );
     assert_eq!(partial.have().count_ones(), 0);
     assert_eq!(fs::read(&status_path).unwrap(), vec![0; 4]);
 
@@ -174,7 +184,13 @@ fn corrupt_pieces_are_rejected_and_duplicates_detected() {
     // Corrupt data for a present piece is still reported as corrupt.
     assert_eq!(partial.write_piece(p1, &bad).unwrap(), PieceWrite::Corrupt);
     assert_eq!(fs::read(&status_path).unwrap(), vec![0, 1, 0, 0]);
-    assert_eq!(partial.read_piece(p1).unwrap().unwrap(), good);
+    assert_eq!(
+        partial
+            .read_piece(p1, &BufferPool::new(0))
+            .unwrap()
+            .unwrap(),
+        good
+    );
 }
 
 #[test]
@@ -343,7 +359,12 @@ fn resume_drops_marked_pieces_that_do_not_verify() {
             marks[i] = 1;
         }
         assert_eq!(fs::read(&status_path).unwrap(), marks);
-        assert_eq!(partial.read_piece(l.piece(2).unwrap()).unwrap(), None);
+        assert_eq!(
+            partial
+                .read_piece(l.piece(2).unwrap(), &BufferPool::new(0))
+                .unwrap(),
+            None
+        );
         let missing = [2, 4].into_iter().chain(6..count as u32);
         write_all(&partial, &data, missing.map(|i| l.piece(i).unwrap()));
         assert_eq!(partial.finish().unwrap(), 1000);
@@ -436,7 +457,7 @@ fn whole_blob_digest_mismatch_discards_the_download() {
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        partial.read_piece(p0),
+        partial.read_piece(p0, &BufferPool::new(0)),
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(partial.finish(), Err(StoreError::NotFound(_))));
