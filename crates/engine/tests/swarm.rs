@@ -555,3 +555,49 @@ fn half_the_connections_are_kept_for_peers_that_dial_us() {
     }
     assert_eq!(accepted, config.max_connections - config.max_outbound);
 }
+
+#[test]
+fn a_swarm_that_fits_in_the_connection_slots_is_dialled_whole() {
+    let layout = PieceLayout::new(8 * u64::from(PIECE), PIECE).unwrap();
+    let now = Instant::now();
+    let config = test_config(9);
+    assert!(config.max_outbound + 2 < config.max_connections);
+    // The tracker's answer: us (id 0) and `n` others.
+    let answer = |n: usize| -> Vec<PeerInfo> {
+        (0..=n)
+            .map(|i| PeerInfo {
+                peer_id: id(i),
+                addr: addr(i),
+                is_origin: i == 1,
+            })
+            .collect()
+    };
+    let dials = |t: &mut Torrent| {
+        std::iter::from_fn(|| t.poll_action())
+            .filter(|a| matches!(a, Action::Connect { .. }))
+            .count()
+    };
+    let small = config.max_connections - 1;
+
+    // A first small answer may be the start of a big swarm: only the outbound share.
+    let mut t = Torrent::new(layout, empty(8), id(0), Role::Agent, config.clone());
+    t.handle_peers(answer(small), now);
+    assert_eq!(dials(&mut t), config.max_outbound);
+    // The next answer is small too: the swarm fits, and the rest of it is dialled.
+    t.handle_peers(answer(small), now);
+    assert_eq!(dials(&mut t), small - config.max_outbound);
+
+    // An answer as big as the slots resets it: a small one after it counts as a first.
+    let mut t = Torrent::new(layout, empty(8), id(0), Role::Agent, config.clone());
+    t.handle_peers(answer(small), now);
+    assert_eq!(dials(&mut t), config.max_outbound);
+    t.handle_peers(answer(config.max_connections), now);
+    t.handle_peers(answer(small), now);
+    assert_eq!(dials(&mut t), 0, "the outbound share is used");
+    t.handle_peers(answer(small), now);
+    assert_eq!(
+        dials(&mut t),
+        config.max_connections - config.max_outbound,
+        "every slot left"
+    );
+}

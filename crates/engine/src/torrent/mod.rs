@@ -90,6 +90,12 @@ pub struct Torrent {
     /// Per piece: whether it is in `avoid` (a fast check for the picker).
     is_avoided: Vec<bool>,
     candidates: VecDeque<PeerInfo>,
+    /// Consecutive tracker answers that named fewer peers than we have connection slots.
+    /// From the second on, the whole swarm fits and we dial all of it instead of keeping
+    /// slots for peers that dial us (one answer is not enough: the first peers of a swarm
+    /// that starts at once all see a small swarm, and filling their slots with each other
+    /// would shut the rest out).
+    small_answers: u32,
     dialing: BTreeSet<PeerId>,
     blacklist: BTreeMap<PeerId, Instant>,
     /// No entry of `blacklist` / `avoid` expires before these (kept so that
@@ -136,6 +142,7 @@ impl Torrent {
             avoid: BTreeMap::new(),
             is_avoided: vec![false; layout.piece_count() as usize],
             candidates: VecDeque::new(),
+            small_answers: 0,
             dialing: BTreeSet::new(),
             blacklist: BTreeMap::new(),
             blacklist_next: None,
@@ -221,12 +228,17 @@ impl Torrent {
     // === inputs ===
 
     /// Peers from the tracker. Agents that still download dial them as connection slots
-    /// allow; seeders and origins only remember nothing (they wait to be dialled).
+    /// allow; seeders and origins only remember nothing (they wait to be dialled). At most
+    /// `max_outbound` connections are our own dials, unless this answer and the one before
+    /// each named fewer peers than `max_connections`: then the whole swarm fits and all of
+    /// it is dialled.
     pub fn handle_peers(&mut self, peers: impl IntoIterator<Item = PeerInfo>, now: Instant) {
         if self.role == Role::Origin || self.is_complete() {
             return;
         }
+        let mut others = 0;
         for p in peers {
+            others += usize::from(p.peer_id != self.me);
             let known = p.peer_id == self.me
                 || self.peers.contains_key(&p.peer_id)
                 || self.dialing.contains(&p.peer_id)
@@ -235,6 +247,11 @@ impl Torrent {
                 self.candidates.push_back(p);
             }
         }
+        self.small_answers = if others < self.config.max_connections {
+            self.small_answers.saturating_add(1)
+        } else {
+            0
+        };
         self.dial(now);
     }
 
@@ -583,9 +600,13 @@ impl Torrent {
             return;
         }
         let mut outbound = self.dialing.len() + self.peers.values().filter(|p| p.outbound).count();
+        let max_outbound = if self.small_answers >= 2 {
+            self.config.max_connections
+        } else {
+            self.config.max_outbound.max(1)
+        };
         let room = |t: &Self, outbound: usize| {
-            t.peers.len() + t.dialing.len() < t.config.max_connections
-                && outbound < t.config.max_outbound.max(1)
+            t.peers.len() + t.dialing.len() < t.config.max_connections && outbound < max_outbound
         };
         if self.candidates.is_empty() || !room(self, outbound) {
             return;
