@@ -5,6 +5,7 @@
 //! from [`Torrent::poll_timeout`]. All collections are ordered (`BTreeMap`) and randomness
 //! comes from a seeded RNG, so the same inputs give the same outputs.
 
+mod dial;
 mod fill;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -592,46 +593,6 @@ impl Torrent {
                 self.is_inflight[raw as usize] = false;
             }
         }
-    }
-
-    fn dial(&mut self, now: Instant) {
-        if self.role == Role::Origin || self.is_complete() {
-            self.candidates.clear();
-            return;
-        }
-        let mut outbound = self.dialing.len() + self.peers.values().filter(|p| p.outbound).count();
-        let max_outbound = if self.small_answers >= 2 {
-            self.config.max_connections
-        } else {
-            self.config.max_outbound.max(1)
-        };
-        let room = |t: &Self, outbound: usize| {
-            t.peers.len() + t.dialing.len() < t.config.max_connections && outbound < max_outbound
-        };
-        if self.candidates.is_empty() || !room(self, outbound) {
-            return;
-        }
-        let mut skipped = VecDeque::new();
-        while room(self, outbound) {
-            let Some(c) = self.candidates.pop_front() else {
-                break;
-            };
-            if self.peers.contains_key(&c.peer_id) || self.dialing.contains(&c.peer_id) {
-                continue;
-            }
-            if self.is_blacklisted(&c.peer_id, now) {
-                skipped.push_back(c);
-                continue;
-            }
-            self.dialing.insert(c.peer_id);
-            outbound += 1;
-            self.actions.push_back(Action::Connect {
-                peer: c.peer_id,
-                addr: c.addr,
-            });
-        }
-        skipped.append(&mut self.candidates);
-        self.candidates = skipped;
     }
 
     fn fill_all(&mut self, now: Instant) {
