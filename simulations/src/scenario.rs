@@ -276,6 +276,8 @@ pub struct EngineSettings {
     pub max_connections: Option<usize>,
     /// `max_outbound`.
     pub max_outbound: Option<usize>,
+    /// `inbound_reserve`.
+    pub inbound_reserve: Option<usize>,
     /// `pipeline_depth`.
     pub pipeline_depth: Option<usize>,
     /// `origin_pipeline_depth`.
@@ -328,6 +330,7 @@ impl EngineSettings {
         EngineConfig {
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             max_outbound: self.max_outbound.unwrap_or(d.max_outbound),
+            inbound_reserve: self.inbound_reserve.unwrap_or(d.inbound_reserve),
             pipeline_depth: self.pipeline_depth.or(d.pipeline_depth),
             origin_pipeline_depth: self
                 .origin_pipeline_depth

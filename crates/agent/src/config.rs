@@ -131,9 +131,13 @@ impl Default for AgentConfig {
 pub struct EngineSection {
     /// Peers per torrent. Default 10.
     pub max_connections: usize,
-    /// Of those, most that this agent dials; the rest wait for peers that dial it, so
-    /// agents that start together do not fill each other's slots. Default 5.
+    /// Of those, most that this agent dials on the swarm's first tracker answer; the rest wait
+    /// for peers that dial it, so agents that start together do not fill each other's slots.
+    /// Default 5.
     pub max_outbound: usize,
+    /// Once the swarm has started (the second tracker answer), this agent also dials past
+    /// `max_outbound` until only this many slots are left for peers that dial it. Default 2.
+    pub inbound_reserve: usize,
     /// Most outstanding piece requests per agent connection. Unset (default): 2, or 4 for
     /// pieces over 16 MiB (`shoal_engine::EngineConfig::pipeline_depth_for`).
     pub pipeline_depth: Option<usize>,
@@ -178,6 +182,7 @@ impl Default for EngineSection {
         Self {
             max_connections: d.max_connections,
             max_outbound: d.max_outbound,
+            inbound_reserve: d.inbound_reserve,
             pipeline_depth: d.pipeline_depth,
             origin_pipeline_depth: d.origin_pipeline_depth,
             pipeline_window: d.pipeline_window,
@@ -197,6 +202,7 @@ impl EngineSection {
         EngineConfig {
             max_connections: self.max_connections,
             max_outbound: self.max_outbound,
+            inbound_reserve: self.inbound_reserve,
             pipeline_depth: self.pipeline_depth,
             origin_pipeline_depth: self.origin_pipeline_depth,
             pipeline_window: self.pipeline_window,
@@ -239,6 +245,7 @@ mod tests {
         let c: AgentConfig = shoal_runtime::config::parse(text).unwrap();
         assert_eq!(c.engine.pipeline_depth, None);
         assert_eq!(c.engine.origin_pipeline_depth, 16);
+        assert_eq!(c.engine.inbound_reserve, 2);
         assert_eq!(c.tag_stale_if_error, Duration::from_secs(3600));
         assert_eq!(c.mirrors[0].registry, "docker.io");
         assert_eq!(c.mirrors[0].base_url(), "https://registry-1.docker.io");

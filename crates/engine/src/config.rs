@@ -28,6 +28,13 @@ pub struct EngineConfig {
     /// 8-agent swarm the reserve left some agents with 5 peers and others with 8, and the
     /// least-connected finished up to 1.3× later.
     pub max_outbound: usize,
+    /// From the second tracker answer on (the swarm has started), this side also dials past
+    /// `max_outbound`, until only this many of the `max_connections` slots are free for
+    /// peers that dial us. Without it a peer that got few inbound connections stays at
+    /// `max_outbound` peers and downloads (and serves) less than the rest. Default 2:
+    /// 500 hosts p99 1.18 → 1.15, 32 capped hosts max 1.12–1.18 → 1.10–1.12
+    /// (docs/SIMULATIONS.md).
+    pub inbound_reserve: usize,
     /// Most piece requests kept outstanding per connection to an agent; `None` (default) picks
     /// by piece length, see [`Self::pipeline_depth_for`].
     pub pipeline_depth: Option<usize>,
@@ -129,6 +136,7 @@ impl Default for EngineConfig {
         Self {
             max_connections: 10,
             max_outbound: 5,
+            inbound_reserve: 2,
             pipeline_depth: None,
             origin_pipeline_depth: 16,
             pipeline_window: Duration::from_secs(1),

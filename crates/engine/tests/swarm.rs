@@ -592,12 +592,64 @@ fn a_swarm_that_fits_in_the_connection_slots_is_dialled_whole() {
     t.handle_peers(answer(small), now);
     assert_eq!(dials(&mut t), config.max_outbound);
     t.handle_peers(answer(config.max_connections), now);
-    t.handle_peers(answer(small), now);
-    assert_eq!(dials(&mut t), 0, "the outbound share is used");
-    t.handle_peers(answer(small), now);
+    let reserve_left = config.max_connections - config.inbound_reserve;
     assert_eq!(
         dials(&mut t),
-        config.max_connections - config.max_outbound,
-        "every slot left"
+        reserve_left - config.max_outbound,
+        "a top-up"
     );
+    t.handle_peers(answer(small), now);
+    assert_eq!(dials(&mut t), 0, "only the inbound reserve is left");
+    t.handle_peers(answer(small), now);
+    assert_eq!(dials(&mut t), config.inbound_reserve, "every slot");
+}
+
+#[test]
+fn after_the_start_an_agent_dials_until_the_inbound_reserve_is_left() {
+    let layout = PieceLayout::new(8 * u64::from(PIECE), PIECE).unwrap();
+    let now = Instant::now();
+    let config = test_config(9);
+    assert!(config.max_outbound + config.inbound_reserve < config.max_connections);
+    let mut t = Torrent::new(layout, empty(8), id(0), Role::Agent, config.clone());
+    let answer: Vec<PeerInfo> = (1..=30)
+        .map(|i| PeerInfo {
+            peer_id: id(i),
+            addr: addr(i),
+            is_origin: false,
+        })
+        .collect();
+    let dials = |t: &mut Torrent| {
+        std::iter::from_fn(|| t.poll_action())
+            .filter_map(|a| match a {
+                Action::Connect { peer, .. } => Some(peer),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // The first answer: the outbound share, so that peers starting together leave each
+    // other room.
+    t.handle_peers(answer.clone(), now);
+    let first = dials(&mut t);
+    assert_eq!(first.len(), config.max_outbound);
+    for p in &first {
+        t.handle_connected(*p, empty(8), false, now).unwrap();
+    }
+    // Few peers dialled us meanwhile; the next answer tops the connections up, short of
+    // the inbound reserve.
+    t.handle_connected(id(40), empty(8), false, now).unwrap();
+    t.handle_peers(answer, now);
+    let top_up = dials(&mut t);
+    assert_eq!(
+        first.len() + 1 + top_up.len(),
+        config.max_connections - config.inbound_reserve
+    );
+    assert!(top_up.iter().all(|p| !first.contains(p)));
+    for p in &top_up {
+        t.handle_connected(*p, empty(8), false, now).unwrap();
+    }
+    // The reserve still takes peers that dial us, up to the limit.
+    let accepted = (41..60)
+        .filter(|i| t.handle_connected(id(*i), empty(8), false, now).is_ok())
+        .count();
+    assert_eq!(accepted, config.inbound_reserve);
 }

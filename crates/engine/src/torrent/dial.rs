@@ -9,7 +9,9 @@ use crate::interface::{Action, Role};
 impl Torrent {
     /// Dials candidates while there is room: under `max_connections` in all, and under
     /// `max_outbound` of our own dials unless the swarm fits in the slots (see
-    /// [`Torrent::handle_peers`]). Blacklisted candidates wait for their ban to end.
+    /// [`Torrent::handle_peers`]) or, from the second tracker answer on, under
+    /// `max_connections - inbound_reserve` connections. Blacklisted candidates wait for their
+    /// ban to end.
     pub(super) fn dial(&mut self, now: Instant) {
         if self.role == Role::Origin || self.is_complete() {
             self.candidates.clear();
@@ -21,8 +23,18 @@ impl Torrent {
         } else {
             self.config.max_outbound.max(1)
         };
+        // Past the first answer, dial until only the inbound reserve is free.
+        let top_up_to = if self.answers >= 2 {
+            self.config
+                .max_connections
+                .saturating_sub(self.config.inbound_reserve)
+        } else {
+            0
+        };
         let room = |t: &Self, outbound: usize| {
-            t.peers.len() + t.dialing.len() < t.config.max_connections && outbound < max_outbound
+            let connections = t.peers.len() + t.dialing.len();
+            connections < t.config.max_connections
+                && (outbound < max_outbound || connections < top_up_to)
         };
         if self.candidates.is_empty() || !room(self, outbound) {
             return;

@@ -97,6 +97,8 @@ pub struct Torrent {
     /// that starts at once all see a small swarm, and filling their slots with each other
     /// would shut the rest out).
     small_answers: u32,
+    /// Tracker answers so far: from the second on, the swarm has started.
+    answers: u32,
     dialing: BTreeSet<PeerId>,
     blacklist: BTreeMap<PeerId, Instant>,
     /// No entry of `blacklist` / `avoid` expires before these (kept so that
@@ -144,6 +146,7 @@ impl Torrent {
             is_avoided: vec![false; layout.piece_count() as usize],
             candidates: VecDeque::new(),
             small_answers: 0,
+            answers: 0,
             dialing: BTreeSet::new(),
             blacklist: BTreeMap::new(),
             blacklist_next: None,
@@ -229,10 +232,11 @@ impl Torrent {
     // === inputs ===
 
     /// Peers from the tracker. Agents that still download dial them as connection slots
-    /// allow; seeders and origins only remember nothing (they wait to be dialled). At most
-    /// `max_outbound` connections are our own dials, unless this answer and the one before
-    /// each named fewer peers than `max_connections`: then the whole swarm fits and all of
-    /// it is dialled.
+    /// allow; seeders and origins only remember nothing (they wait to be dialled). On the
+    /// first answer at most `max_outbound` connections are our own dials; from the second on
+    /// we dial until `inbound_reserve` slots are left, and if this answer and the one before
+    /// each named fewer peers than `max_connections`, the whole swarm fits and all of it is
+    /// dialled.
     pub fn handle_peers(&mut self, peers: impl IntoIterator<Item = PeerInfo>, now: Instant) {
         if self.role == Role::Origin || self.is_complete() {
             return;
@@ -248,6 +252,7 @@ impl Torrent {
                 self.candidates.push_back(p);
             }
         }
+        self.answers = self.answers.saturating_add(1);
         self.small_answers = if others < self.config.max_connections {
             self.small_answers.saturating_add(1)
         } else {
