@@ -528,20 +528,23 @@ fn a_stall_hands_every_stuck_request_to_others_and_puts_the_peer_on_probation() 
     assert!(!to_other.is_empty());
 }
 
+/// A tracker answer naming the agents with these ids.
+fn answer(ids: std::ops::RangeInclusive<usize>) -> Vec<PeerInfo> {
+    ids.map(|i| PeerInfo {
+        peer_id: id(i),
+        addr: addr(i),
+        is_origin: false,
+    })
+    .collect()
+}
+
 #[test]
 fn half_the_connections_are_kept_for_peers_that_dial_us() {
     let layout = PieceLayout::new(8 * u64::from(PIECE), PIECE).unwrap();
     let now = Instant::now();
     let config = test_config(9);
     let mut t = Torrent::new(layout, empty(8), id(0), Role::Agent, config.clone());
-    let peers: Vec<PeerInfo> = (1..=20)
-        .map(|i| PeerInfo {
-            peer_id: id(i),
-            addr: addr(i),
-            is_origin: false,
-        })
-        .collect();
-    t.handle_peers(peers, now);
+    t.handle_peers(answer(1..=20), now);
     let dials = std::iter::from_fn(|| t.poll_action())
         .filter(|a| matches!(a, Action::Connect { .. }))
         .count();
@@ -563,15 +566,7 @@ fn a_swarm_that_fits_in_the_connection_slots_is_dialled_whole() {
     let config = test_config(9);
     assert!(config.max_outbound + 2 < config.max_connections);
     // The tracker's answer: us (id 0) and `n` others.
-    let answer = |n: usize| -> Vec<PeerInfo> {
-        (0..=n)
-            .map(|i| PeerInfo {
-                peer_id: id(i),
-                addr: addr(i),
-                is_origin: i == 1,
-            })
-            .collect()
-    };
+    let answer = |n: usize| answer(0..=n);
     let dials = |t: &mut Torrent| {
         std::iter::from_fn(|| t.poll_action())
             .filter(|a| matches!(a, Action::Connect { .. }))
@@ -611,13 +606,7 @@ fn after_the_start_an_agent_dials_until_the_inbound_reserve_is_left() {
     let config = test_config(9);
     assert!(config.max_outbound + config.inbound_reserve < config.max_connections);
     let mut t = Torrent::new(layout, empty(8), id(0), Role::Agent, config.clone());
-    let answer: Vec<PeerInfo> = (1..=30)
-        .map(|i| PeerInfo {
-            peer_id: id(i),
-            addr: addr(i),
-            is_origin: false,
-        })
-        .collect();
+    let answer = answer(1..=30);
     let dials = |t: &mut Torrent| {
         std::iter::from_fn(|| t.poll_action())
             .filter_map(|a| match a {
