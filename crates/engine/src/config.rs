@@ -19,8 +19,9 @@ pub struct EngineConfig {
     /// Most connected peers per torrent (dialled and accepted). Default 10, as in Kraken: enough
     /// for a well-connected random graph, few enough that each link runs at a useful rate.
     pub max_connections: usize,
-    /// Most of those connections that this side dials; the rest are kept for peers that dial
-    /// us. Default 5 (half). Without the reserve, peers that start together fill each other's
+    /// Most of those connections that this side dials on the first tracker answer (later ones
+    /// see [`Self::inbound_reserve`]); the rest are kept for peers that dial us. Default 5
+    /// (half). Without the reserve, peers that start together fill each other's
     /// slots, the swarm splits into cliques, and a clique without the origin waits until
     /// another finishes; with it, every peer accepts late joiners and the connection graph
     /// approaches a random regular graph. When two tracker answers in a row name fewer peers
