@@ -24,16 +24,14 @@ pub struct EngineConfig {
     /// (half). Without the reserve, peers that start together fill each other's
     /// slots, the swarm splits into cliques, and a clique without the origin waits until
     /// another finishes; with it, every peer accepts late joiners and the connection graph
-    /// approaches a random regular graph. When two tracker answers in a row name fewer peers
-    /// than `max_connections` (the whole swarm fits), this side dials all of them: in an
-    /// 8-agent swarm the reserve left some agents with 5 peers and others with 8, and the
-    /// least-connected finished up to 1.3× later.
+    /// approaches a random regular graph.
     pub max_outbound: usize,
     /// From the second tracker answer on (the swarm has started), this side also dials past
     /// `max_outbound`, until only this many of the `max_connections` slots are free for
     /// peers that dial us. Without it a peer that got few inbound connections stays at
-    /// `max_outbound` peers and downloads (and serves) less than the rest. Default 2:
-    /// 500 hosts p99 1.18 → 1.15, 32 capped hosts max 1.12–1.18 → 1.10–1.12
+    /// `max_outbound` peers and downloads (and serves) less than the rest: in 8-agent swarms
+    /// some agents had 5 peers and others 8, and the least-connected finished up to 1.3×
+    /// later. Default 2: 500 hosts p99 1.19 → 1.15, 32 capped hosts max 1.15 → 1.11
     /// (docs/SIMULATIONS.md).
     pub inbound_reserve: usize,
     /// Most piece requests kept outstanding per connection to an agent; `None` (default) picks

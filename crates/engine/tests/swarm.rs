@@ -560,46 +560,6 @@ fn half_the_connections_are_kept_for_peers_that_dial_us() {
 }
 
 #[test]
-fn a_swarm_that_fits_in_the_connection_slots_is_dialled_whole() {
-    let layout = PieceLayout::new(8 * u64::from(PIECE), PIECE).unwrap();
-    let now = Instant::now();
-    let config = test_config(9);
-    assert!(config.max_outbound + 2 < config.max_connections);
-    // The tracker's answer: us (id 0) and `n` others.
-    let answer = |n: usize| answer(0..=n);
-    let dials = |t: &mut Torrent| {
-        std::iter::from_fn(|| t.poll_action())
-            .filter(|a| matches!(a, Action::Connect { .. }))
-            .count()
-    };
-    let small = config.max_connections - 1;
-
-    // A first small answer may be the start of a big swarm: only the outbound share.
-    let mut t = Torrent::new(layout, empty(8), id(0), Role::Agent, config.clone());
-    t.handle_peers(answer(small), now);
-    assert_eq!(dials(&mut t), config.max_outbound);
-    // The next answer is small too: the swarm fits, and the rest of it is dialled.
-    t.handle_peers(answer(small), now);
-    assert_eq!(dials(&mut t), small - config.max_outbound);
-
-    // An answer as big as the slots resets it: a small one after it counts as a first.
-    let mut t = Torrent::new(layout, empty(8), id(0), Role::Agent, config.clone());
-    t.handle_peers(answer(small), now);
-    assert_eq!(dials(&mut t), config.max_outbound);
-    t.handle_peers(answer(config.max_connections), now);
-    let reserve_left = config.max_connections - config.inbound_reserve;
-    assert_eq!(
-        dials(&mut t),
-        reserve_left - config.max_outbound,
-        "a top-up"
-    );
-    t.handle_peers(answer(small), now);
-    assert_eq!(dials(&mut t), 0, "only the inbound reserve is left");
-    t.handle_peers(answer(small), now);
-    assert_eq!(dials(&mut t), config.inbound_reserve, "every slot");
-}
-
-#[test]
 fn after_the_start_an_agent_dials_until_the_inbound_reserve_is_left() {
     let layout = PieceLayout::new(8 * u64::from(PIECE), PIECE).unwrap();
     let now = Instant::now();

@@ -8,8 +8,7 @@ use crate::interface::{Action, Role};
 
 impl Torrent {
     /// Dials candidates while there is room: under `max_connections` in all, and under
-    /// `max_outbound` of our own dials unless the swarm fits in the slots (see
-    /// [`Torrent::handle_peers`]) or, from the second tracker answer on, under
+    /// `max_outbound` of our own dials or, from the second tracker answer on, under
     /// `max_connections - inbound_reserve` connections. Blacklisted candidates wait for their
     /// ban to end.
     pub(super) fn dial(&mut self, now: Instant) {
@@ -18,11 +17,7 @@ impl Torrent {
             return;
         }
         let mut outbound = self.dialing.len() + self.peers.values().filter(|p| p.outbound).count();
-        let max_outbound = if self.small_answers >= 2 {
-            self.config.max_connections
-        } else {
-            self.config.max_outbound.max(1)
-        };
+        let max_outbound = self.config.max_outbound.max(1);
         // Past the first answer, dial until only the inbound reserve is free.
         let top_up_to = if self.answers >= 2 {
             self.config

@@ -91,12 +91,6 @@ pub struct Torrent {
     /// Per piece: whether it is in `avoid` (a fast check for the picker).
     is_avoided: Vec<bool>,
     candidates: VecDeque<PeerInfo>,
-    /// Consecutive tracker answers that named fewer peers than we have connection slots.
-    /// From the second on, the whole swarm fits and we dial all of it instead of keeping
-    /// slots for peers that dial us (one answer is not enough: the first peers of a swarm
-    /// that starts at once all see a small swarm, and filling their slots with each other
-    /// would shut the rest out).
-    small_answers: u32,
     /// Tracker answers so far: from the second on, the swarm has started.
     answers: u32,
     dialing: BTreeSet<PeerId>,
@@ -145,7 +139,6 @@ impl Torrent {
             avoid: BTreeMap::new(),
             is_avoided: vec![false; layout.piece_count() as usize],
             candidates: VecDeque::new(),
-            small_answers: 0,
             answers: 0,
             dialing: BTreeSet::new(),
             blacklist: BTreeMap::new(),
@@ -233,17 +226,14 @@ impl Torrent {
 
     /// Peers from the tracker. Agents that still download dial them as connection slots
     /// allow; seeders and origins only remember nothing (they wait to be dialled). On the
-    /// first answer at most `max_outbound` connections are our own dials; from the second on
-    /// we dial until `inbound_reserve` slots are left, and if this answer and the one before
-    /// each named fewer peers than `max_connections`, the whole swarm fits and all of it is
-    /// dialled.
+    /// first answer at most `max_outbound` connections are our own dials (peers that start
+    /// together leave each other room); from the second on we dial until only
+    /// `inbound_reserve` slots are free.
     pub fn handle_peers(&mut self, peers: impl IntoIterator<Item = PeerInfo>, now: Instant) {
         if self.role == Role::Origin || self.is_complete() {
             return;
         }
-        let mut others = 0;
         for p in peers {
-            others += usize::from(p.peer_id != self.me);
             let known = p.peer_id == self.me
                 || self.peers.contains_key(&p.peer_id)
                 || self.dialing.contains(&p.peer_id)
@@ -253,11 +243,6 @@ impl Torrent {
             }
         }
         self.answers = self.answers.saturating_add(1);
-        self.small_answers = if others < self.config.max_connections {
-            self.small_answers.saturating_add(1)
-        } else {
-            0
-        };
         self.dial(now);
     }
 
