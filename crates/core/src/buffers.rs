@@ -65,7 +65,7 @@ impl BufferPool {
         buf.clear();
         PooledBuf {
             buf,
-            pool: Some(Arc::clone(&self.shared)),
+            pool: Arc::clone(&self.shared),
         }
     }
 
@@ -106,7 +106,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct PooledBuf {
     buf: Vec<u8>,
-    pool: Option<Arc<Shared>>,
+    pool: Arc<Shared>,
 }
 
 impl PooledBuf {
@@ -139,9 +139,7 @@ impl AsRef<[u8]> for PooledBuf {
 
 impl Drop for PooledBuf {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            pool.give_back(std::mem::take(&mut self.buf));
-        }
+        self.pool.give_back(std::mem::take(&mut self.buf));
     }
 }
 
